@@ -1,0 +1,201 @@
+//! [`ResponseBody`]: the inner service's body on pass-through, or the streamed batch answer.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::error::error_response;
+use crate::format::Encoder;
+use crate::item::ItemMeta;
+use crate::schedule::Scheduler;
+
+/// Answers are gathered into frames of about this size, so small items do not each cost a write.
+const FRAME_BYTES: usize = 64 * 1024;
+
+pin_project! {
+    /// The response body of [`Batch`](crate::Batch): see the [crate docs](crate).
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Inner { #[pin] body: B },
+        Batch { body: Box<BatchBody> },
+        Full { data: Option<Bytes> },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn inner(body: B) -> Self {
+        ResponseBody {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    pub(crate) fn batch(body: BatchBody) -> Self {
+        ResponseBody {
+            kind: Kind::Batch {
+                body: Box::new(body),
+            },
+        }
+    }
+
+    pub(crate) fn full(data: Bytes) -> Self {
+        ResponseBody {
+            kind: Kind::Full {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
+    }
+}
+
+impl<B> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Inner { .. } => "Inner",
+            Kind::Batch { .. } => "Batch",
+            Kind::Full { .. } => "Full",
+        };
+        f.debug_struct("ResponseBody").field("kind", &kind).finish()
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Batch { body } => body.poll_frame(cx).map(|f| f.map(|d| Ok(Frame::data(d)))),
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Batch { body } => body.finished,
+            Kind::Full { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Batch { .. } => SizeHint::default(),
+            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}
+
+/// The streamed batch answer: runs the scheduler and encodes answers in request order.
+pub(crate) struct BatchBody {
+    scheduler: Scheduler,
+    encoder: Box<dyn Encoder>,
+    metas: Vec<ItemMeta>,
+    span: tracing::Span,
+    buf: BytesMut,
+    begun: bool,
+    finished: bool,
+    written: usize,
+    max_response_bytes: usize,
+    request_id_header: Option<http::HeaderName>,
+    request_ids: Vec<Option<http::HeaderValue>>,
+}
+
+impl BatchBody {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        scheduler: Scheduler,
+        encoder: Box<dyn Encoder>,
+        metas: Vec<ItemMeta>,
+        span: tracing::Span,
+        max_response_bytes: usize,
+        request_id_header: Option<http::HeaderName>,
+        request_ids: Vec<Option<http::HeaderValue>>,
+    ) -> Self {
+        BatchBody {
+            scheduler,
+            encoder,
+            metas,
+            span,
+            buf: BytesMut::new(),
+            begun: false,
+            finished: false,
+            written: 0,
+            max_response_bytes,
+            request_id_header,
+            request_ids,
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        let span = self.span.clone();
+        let _enter = span.enter();
+        if !self.begun {
+            self.begun = true;
+            self.encoder.begin(&mut self.buf);
+        }
+        loop {
+            match self.scheduler.poll_next(cx) {
+                Poll::Ready(Some((index, mut response))) => {
+                    if let (Some(name), Some(Some(id))) = (&self.request_id_header, self.request_ids.get(index)) {
+                        if !response.headers().contains_key(name) {
+                            response.headers_mut().insert(name.clone(), id.clone());
+                        }
+                    }
+                    let estimate = response.body().len() + 256;
+                    if self.written + self.buf.len() + estimate > self.max_response_bytes {
+                        response = over_budget(self.max_response_bytes);
+                    }
+                    let before = self.buf.len();
+                    self.encoder.item(&self.metas[index], &response, &mut self.buf);
+                    tracing::trace!(index, bytes = self.buf.len() - before, "item encoded");
+                    if self.buf.len() >= FRAME_BYTES {
+                        return Poll::Ready(Some(self.take()));
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.encoder.end(&mut self.buf);
+                    self.finished = true;
+                    tracing::debug!(bytes = self.written + self.buf.len(), "batch answered");
+                    return Poll::Ready(Some(self.take()));
+                }
+                Poll::Pending => {
+                    if self.buf.is_empty() {
+                        return Poll::Pending;
+                    }
+                    return Poll::Ready(Some(self.take()));
+                }
+            }
+        }
+    }
+
+    fn take(&mut self) -> Bytes {
+        self.written += self.buf.len();
+        self.buf.split().freeze()
+    }
+}
+
+fn over_budget(limit: usize) -> Response<Bytes> {
+    error_response(
+        StatusCode::INSUFFICIENT_STORAGE,
+        &format!("the batch response reached its limit of {limit} bytes before this item"),
+    )
+}

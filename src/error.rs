@@ -1,0 +1,347 @@
+//! What can make a whole batch unusable, and how each problem is answered.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+/// A problem with the batch envelope as a whole.
+///
+/// A `BatchError` never reaches the caller of the service as an `Err`: the layer answers it with
+/// one 4xx (or 5xx) response whose JSON body says in words what was wrong, in Google's error
+/// shape:
+///
+/// ```json
+/// {"error":{"code":413,"status":"TOO_MANY_ITEMS","message":"batch has 1001 items; the limit is 1000","count":1001,"limit":1000}}
+/// ```
+///
+/// Problems with a single item are not `BatchError`s: they become that item's own response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// The request to a batch path used a method other than `POST`.
+    MethodNotAllowed {
+        /// The method the client used.
+        method: String,
+    },
+    /// The content type is not one of the batch formats served at this path.
+    UnsupportedMediaType {
+        /// The content type the client sent, if any.
+        content_type: Option<String>,
+        /// The content types that are accepted here.
+        accepted: Vec<String>,
+    },
+    /// A `multipart/mixed` content type without a usable `boundary` parameter.
+    MissingBoundary,
+    /// The boundary parameter is present but not valid per RFC 2046.
+    InvalidBoundary {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The body's framing is broken (no opening boundary, no closing boundary, ...).
+    Framing {
+        /// What is wrong with it, in words.
+        reason: String,
+    },
+    /// The envelope could not be parsed (for example invalid JSON).
+    Malformed {
+        /// What is wrong with it, in words.
+        reason: String,
+    },
+    /// The batch carries no items at all.
+    Empty,
+    /// The batch carries more items than allowed.
+    TooManyItems {
+        /// How many items were counted (at least `limit + 1`).
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The batch body is larger than allowed.
+    BodyTooLarge {
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// One part is larger than allowed.
+    PartTooLarge {
+        /// The zero-based index of the part.
+        index: usize,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// The client did not send the whole body in time.
+    ReadTimeout {
+        /// The configured timeout.
+        timeout: Duration,
+    },
+    /// Reading the request body failed.
+    BodyRead {
+        /// The underlying error, in words.
+        reason: String,
+    },
+    /// Two items carry the same id (`Content-ID` or JSON `id`).
+    DuplicateId {
+        /// The repeated id.
+        id: String,
+    },
+    /// An item depends on an id that no item in the batch carries.
+    UnknownDependency {
+        /// The item that names the dependency.
+        id: String,
+        /// The unknown id it names.
+        depends_on: String,
+    },
+    /// The dependencies between items form a cycle.
+    DependencyCycle {
+        /// The ids on the cycle, in order; the first id is repeated at the end.
+        cycle: Vec<String>,
+    },
+    /// The items together cost more than the per-batch budget.
+    CostExceeded {
+        /// The total cost of the batch.
+        cost: u64,
+        /// The configured budget.
+        limit: u64,
+    },
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchError::MethodNotAllowed { method } => {
+                write!(f, "batch requests must use POST, not {method}")
+            }
+            BatchError::UnsupportedMediaType {
+                content_type,
+                accepted,
+            } => {
+                match content_type {
+                    Some(ct) => write!(f, "content type `{ct}` is not a batch format")?,
+                    None => write!(f, "the batch request has no content type")?,
+                }
+                write!(f, "; send one of: {}", accepted.join(", "))
+            }
+            BatchError::MissingBoundary => {
+                write!(f, "multipart/mixed content type has no boundary parameter")
+            }
+            BatchError::InvalidBoundary { reason } => write!(f, "invalid multipart boundary: {reason}"),
+            BatchError::Framing { reason } => write!(f, "broken multipart framing: {reason}"),
+            BatchError::Malformed { reason } => write!(f, "malformed batch: {reason}"),
+            BatchError::Empty => write!(f, "the batch contains no items"),
+            BatchError::TooManyItems { count, limit } => {
+                write!(f, "batch has {count} items; the limit is {limit}")
+            }
+            BatchError::BodyTooLarge { limit } => {
+                write!(f, "batch body is larger than the limit of {limit} bytes")
+            }
+            BatchError::PartTooLarge { index, limit } => {
+                write!(f, "part {index} is larger than the limit of {limit} bytes")
+            }
+            BatchError::ReadTimeout { timeout } => write!(
+                f,
+                "the batch body was not received within {} ms",
+                timeout.as_millis()
+            ),
+            BatchError::BodyRead { reason } => write!(f, "failed to read the batch body: {reason}"),
+            BatchError::DuplicateId { id } => {
+                write!(f, "two items carry the same id `{id}`; ids must be unique")
+            }
+            BatchError::UnknownDependency { id, depends_on } => write!(
+                f,
+                "item `{id}` depends on `{depends_on}`, which is not in the batch"
+            ),
+            BatchError::DependencyCycle { cycle } => {
+                write!(f, "item dependencies form a cycle: {}", cycle.join(" -> "))
+            }
+            BatchError::CostExceeded { cost, limit } => {
+                write!(f, "batch costs {cost}; the budget is {limit}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BatchError {}
+
+impl BatchError {
+    /// The HTTP status this problem is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BatchError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            BatchError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BatchError::TooManyItems { .. }
+            | BatchError::BodyTooLarge { .. }
+            | BatchError::PartTooLarge { .. }
+            | BatchError::CostExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BatchError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A short machine-readable name for this problem, used as the `status` field of the body.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BatchError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
+            BatchError::UnsupportedMediaType { .. } => "UNSUPPORTED_MEDIA_TYPE",
+            BatchError::MissingBoundary => "MISSING_BOUNDARY",
+            BatchError::InvalidBoundary { .. } => "INVALID_BOUNDARY",
+            BatchError::Framing { .. } => "BROKEN_FRAMING",
+            BatchError::Malformed { .. } => "MALFORMED_BATCH",
+            BatchError::Empty => "EMPTY_BATCH",
+            BatchError::TooManyItems { .. } => "TOO_MANY_ITEMS",
+            BatchError::BodyTooLarge { .. } => "BODY_TOO_LARGE",
+            BatchError::PartTooLarge { .. } => "PART_TOO_LARGE",
+            BatchError::ReadTimeout { .. } => "READ_TIMEOUT",
+            BatchError::BodyRead { .. } => "BODY_READ_FAILED",
+            BatchError::DuplicateId { .. } => "DUPLICATE_ID",
+            BatchError::UnknownDependency { .. } => "UNKNOWN_DEPENDENCY",
+            BatchError::DependencyCycle { .. } => "DEPENDENCY_CYCLE",
+            BatchError::CostExceeded { .. } => "COST_EXCEEDED",
+        }
+    }
+
+    /// The JSON body that describes this problem.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut error = serde_json::json!({
+            "code": self.status().as_u16(),
+            "status": self.kind(),
+            "message": self.to_string(),
+        });
+        let obj = error.as_object_mut().expect("object literal");
+        match self {
+            BatchError::TooManyItems { count, limit } => {
+                obj.insert("count".into(), (*count).into());
+                obj.insert("limit".into(), (*limit).into());
+            }
+            BatchError::BodyTooLarge { limit } => {
+                obj.insert("limit".into(), (*limit).into());
+            }
+            BatchError::PartTooLarge { index, limit } => {
+                obj.insert("part".into(), (*index).into());
+                obj.insert("limit".into(), (*limit).into());
+            }
+            BatchError::CostExceeded { cost, limit } => {
+                obj.insert("cost".into(), (*cost).into());
+                obj.insert("limit".into(), (*limit).into());
+            }
+            BatchError::UnsupportedMediaType { accepted, .. } => {
+                obj.insert("accepted".into(), accepted.clone().into());
+            }
+            BatchError::DependencyCycle { cycle } => {
+                obj.insert("cycle".into(), cycle.clone().into());
+            }
+            _ => {}
+        }
+        serde_json::json!({ "error": error })
+    }
+
+    /// The whole response for this problem: status, JSON body, and `Allow` where it applies.
+    pub fn to_response(&self) -> Response<Bytes> {
+        let body = Bytes::from(self.to_json().to_string());
+        let mut res = Response::new(body);
+        *res.status_mut() = self.status();
+        let headers = res.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        if let BatchError::MethodNotAllowed { .. } = self {
+            headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        res
+    }
+}
+
+/// A problem with one item: it becomes that item's own response, and the other items still run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ItemError {
+    /// An item problem answered with `status` and a message in words.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ItemError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// A `400 Bad Request` item problem.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ItemError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// The status the item is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message, in words.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The item response for this problem, in Google's error shape.
+    pub fn to_response(&self) -> Response<Bytes> {
+        error_response(self.status, &self.message)
+    }
+}
+
+impl fmt::Display for ItemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.status.as_u16())
+    }
+}
+
+impl std::error::Error for ItemError {}
+
+/// A JSON error response in Google's shape: `{"error":{"code":..,"message":..}}`.
+pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<Bytes> {
+    let body = serde_json::json!({
+        "error": {
+            "code": status.as_u16(),
+            "message": message,
+            "status": status.canonical_reason().unwrap_or("Error"),
+        }
+    });
+    let mut res = Response::new(Bytes::from(body.to_string()));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_many_items_names_count_and_limit() {
+        let err = BatchError::TooManyItems {
+            count: 1001,
+            limit: 1000,
+        };
+        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let json = err.to_json();
+        assert_eq!(json["error"]["count"], 1001);
+        assert_eq!(json["error"]["limit"], 1000);
+        assert_eq!(
+            json["error"]["message"],
+            "batch has 1001 items; the limit is 1000"
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_sets_allow() {
+        let res = BatchError::MethodNotAllowed {
+            method: "GET".into(),
+        }
+        .to_response();
+        assert_eq!(res.status(), 405);
+        assert_eq!(res.headers()[header::ALLOW], "POST");
+    }
+}

@@ -1,0 +1,100 @@
+//! Wire formats: how a batch envelope becomes [`Item`]s and how item responses become a body.
+//!
+//! The layer picks a format by the request's content type. Two formats ship with the crate:
+//! [`Multipart`] (Google / OData `multipart/mixed`) and, with the `json` feature, [`Json`]
+//! (OData 4.01 JSON batch / Microsoft Graph `$batch`). Implement [`Format`] to add your own and
+//! register it with [`BatchLayer::format`](crate::BatchLayer::format) or
+//! [`BatchLayer::path_with_format`](crate::BatchLayer::path_with_format).
+
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Response};
+
+use crate::context::BatchStore;
+use crate::error::BatchError;
+use crate::item::{Item, ItemMeta};
+use crate::limits::Limits;
+
+#[cfg(feature = "json")]
+pub mod json;
+pub mod multipart;
+
+#[cfg(feature = "json")]
+pub use json::Json;
+pub use multipart::Multipart;
+
+/// A batch wire format.
+///
+/// `decode` turns one envelope into items; `encoder` returns the object that writes the answers,
+/// one item at a time and in request order, so the response can stream.
+pub trait Format: Send + Sync + 'static {
+    /// A short name for logs and traces, such as `"multipart"`.
+    fn name(&self) -> &'static str;
+
+    /// The content types this format accepts, listed in `415` answers.
+    fn content_types(&self) -> Vec<String>;
+
+    /// Whether this format decodes a request with this content type.
+    fn accepts(&self, content_type: &mime::Mime) -> bool;
+
+    /// Splits the envelope into items.
+    ///
+    /// Problems with a single item go into that item ([`Item::invalid`]); only problems with the
+    /// envelope itself are an `Err`. Respect `cx.limits` (in particular
+    /// [`Limits::items`]).
+    fn decode(&self, cx: &DecodeContext<'_>, body: Bytes) -> Result<Vec<Item>, BatchError>;
+
+    /// A writer for the answers of one batch.
+    fn encoder(&self, cx: &DecodeContext<'_>) -> Box<dyn Encoder>;
+}
+
+/// What a format may look at while decoding an envelope.
+#[non_exhaustive]
+pub struct DecodeContext<'a> {
+    /// The outer request's head.
+    pub parts: &'a http::request::Parts,
+    /// The parsed content type of the outer request.
+    pub content_type: &'a mime::Mime,
+    /// The limits in force.
+    pub limits: &'a Limits,
+    /// The store the items of this batch will share; a format may put envelope-wide settings
+    /// here (for example a flag carried in a JSON envelope).
+    pub store: &'a BatchStore,
+}
+
+impl fmt::Debug for DecodeContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecodeContext")
+            .field("uri", &self.parts.uri)
+            .field("content_type", &self.content_type)
+            .finish()
+    }
+}
+
+/// Writes the answers of one batch, in request order.
+pub trait Encoder: Send {
+    /// The `Content-Type` of the batch response.
+    fn content_type(&self) -> HeaderValue;
+
+    /// Writes what comes before the first item.
+    fn begin(&mut self, out: &mut BytesMut) {
+        let _ = out;
+    }
+
+    /// Writes one item's answer. `meta.index` counts up from zero without gaps.
+    fn item(&mut self, meta: &ItemMeta, response: &Response<Bytes>, out: &mut BytesMut);
+
+    /// Writes what comes after the last item.
+    fn end(&mut self, out: &mut BytesMut) {
+        let _ = out;
+    }
+}
+
+/// Finds the registered format for a content type.
+pub(crate) fn pick<'a>(
+    formats: &'a [std::sync::Arc<dyn Format>],
+    content_type: &mime::Mime,
+) -> Option<&'a std::sync::Arc<dyn Format>> {
+    formats.iter().find(|f| f.accepts(content_type))
+}

@@ -1,0 +1,140 @@
+//! Google / OData style `multipart/mixed` batches, where each part is `application/http`.
+//!
+//! The reader is tolerant (bare LF, folded part headers, preambles, request lines without a
+//! version, ...); the writer is strict RFC 2046 / RFC 9112 text with CRLF everywhere.
+
+pub(crate) mod http1;
+pub(crate) mod part;
+pub(crate) mod scan;
+pub(crate) mod write;
+
+use bytes::Bytes;
+
+use super::{DecodeContext, Encoder, Format};
+use crate::error::{BatchError, ItemError};
+use crate::item::Item;
+
+pub use http1::{parse_request, parse_response};
+pub use scan::split_parts;
+pub use write::{new_boundary, write_request, write_response_part, MultipartEncoder};
+
+/// The `multipart/mixed` batch format of Google's APIs and OData.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Multipart {
+    _priv: (),
+}
+
+impl Multipart {
+    /// The multipart format.
+    pub fn new() -> Self {
+        Multipart { _priv: () }
+    }
+}
+
+/// Reads the `boundary` parameter of a `multipart/*` content type.
+pub fn boundary_of(content_type: &mime::Mime) -> Result<String, BatchError> {
+    let boundary = content_type
+        .get_param(mime::BOUNDARY)
+        .ok_or(BatchError::MissingBoundary)?;
+    let b = boundary.as_str();
+    if b.is_empty() {
+        return Err(BatchError::InvalidBoundary {
+            reason: "the boundary is empty",
+        });
+    }
+    if b.len() > 70 {
+        return Err(BatchError::InvalidBoundary {
+            reason: "the boundary is longer than 70 characters",
+        });
+    }
+    if b.bytes().any(|c| c.is_ascii_control() || !c.is_ascii()) {
+        return Err(BatchError::InvalidBoundary {
+            reason: "the boundary contains control or non-ASCII characters",
+        });
+    }
+    Ok(b.to_owned())
+}
+
+impl Format for Multipart {
+    fn name(&self) -> &'static str {
+        "multipart"
+    }
+
+    fn content_types(&self) -> Vec<String> {
+        vec!["multipart/mixed".to_owned()]
+    }
+
+    fn accepts(&self, content_type: &mime::Mime) -> bool {
+        content_type.type_() == mime::MULTIPART && content_type.subtype() == "mixed"
+    }
+
+    fn decode(&self, cx: &DecodeContext<'_>, body: Bytes) -> Result<Vec<Item>, BatchError> {
+        let boundary = boundary_of(cx.content_type)?;
+        let parts = split_parts(&body, boundary.as_bytes(), cx.limits)?;
+        Ok(parts
+            .into_iter()
+            .map(|raw| decode_part(raw, cx.limits))
+            .collect())
+    }
+
+    fn encoder(&self, _cx: &DecodeContext<'_>) -> Box<dyn Encoder> {
+        Box::new(MultipartEncoder::new(new_boundary()))
+    }
+}
+
+/// Turns one part into an item: its headers, then the nested HTTP request.
+fn decode_part(raw: Bytes, limits: &crate::Limits) -> Item {
+    let (head, body) = match part::parse_part(&raw, limits) {
+        Ok(parsed) => parsed,
+        Err(err) => return Item::invalid(err),
+    };
+    let mut item = match check_part_type(&head) {
+        Err(err) => Item::invalid(err),
+        Ok(()) => match parse_request(&raw.slice(body), limits) {
+            Ok(req) => Item::new(req),
+            Err(err) => Item::invalid(err),
+        },
+    };
+    if let Some(cid) = head.content_id {
+        let key = strip_angles(&cid).to_owned();
+        item = item.with_id(key).with_echo(cid);
+    }
+    item
+}
+
+fn check_part_type(head: &part::PartHead) -> Result<(), ItemError> {
+    if let Some(ct) = &head.content_type {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if essence.eq_ignore_ascii_case("multipart/mixed") {
+            return Err(ItemError::new(
+                http::StatusCode::NOT_IMPLEMENTED,
+                "change sets (nested multipart/mixed parts) are not supported",
+            ));
+        }
+        if !essence.eq_ignore_ascii_case("application/http") {
+            return Err(ItemError::bad_request(format!(
+                "part has content type `{essence}`; batch parts must be application/http"
+            )));
+        }
+    }
+    if let Some(cte) = &head.transfer_encoding {
+        let cte = cte.trim();
+        let ok = ["binary", "7bit", "8bit"]
+            .iter()
+            .any(|e| cte.eq_ignore_ascii_case(e));
+        if !ok {
+            return Err(ItemError::bad_request(format!(
+                "part uses Content-Transfer-Encoding `{cte}`; only binary, 7bit and 8bit are supported"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `<x>` → `x`; anything else unchanged.
+pub(crate) fn strip_angles(id: &str) -> &str {
+    let t = id.trim();
+    t.strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(t)
+}

@@ -1,0 +1,228 @@
+//! Finding the parts of a `multipart/mixed` body.
+//!
+//! `multer` would be the obvious crate, but it only speaks `multipart/form-data` and rejects the
+//! bare-LF framing that real batch clients send (the Google API Python client among them), so the
+//! boundary scan is written here on top of `memchr::memmem`.
+
+use bytes::Bytes;
+use memchr::memmem;
+
+use crate::error::BatchError;
+use crate::limits::Limits;
+
+/// Splits a multipart body into its parts (each part's headers and content, without the
+/// delimiter lines), as zero-copy slices of `body`.
+///
+/// Tolerates a preamble and an epilogue, bare LF or mixed line endings, whitespace after a
+/// boundary, and a missing line ending after the closing delimiter. The body must hold an opening
+/// and a closing delimiter.
+pub fn split_parts(body: &Bytes, boundary: &[u8], limits: &Limits) -> Result<Vec<Bytes>, BatchError> {
+    // "\n--boundary": a delimiter always starts a line.
+    let mut needle = Vec::with_capacity(boundary.len() + 3);
+    needle.extend_from_slice(b"\n--");
+    needle.extend_from_slice(boundary);
+    let finder = memmem::Finder::new(&needle);
+    let delim_len = needle.len() - 1;
+    let buf: &[u8] = body;
+
+    // `at` is the index of the first `-` of a delimiter line.
+    let mut at = if buf.starts_with(&needle[1..]) {
+        0
+    } else {
+        match find_delimiter(&finder, buf, 0, delim_len) {
+            Some(i) => i,
+            None => {
+                return Err(BatchError::Framing {
+                    reason: format!(
+                        "no opening boundary line `--{}` found",
+                        String::from_utf8_lossy(boundary)
+                    ),
+                })
+            }
+        }
+    };
+
+    let mut parts = Vec::new();
+    let mut count = 0usize;
+    loop {
+        let after = at + delim_len;
+        if buf[after..].starts_with(b"--") {
+            break;
+        }
+        let content_start = match line_end(buf, after) {
+            Some(i) => i,
+            None => {
+                return Err(BatchError::Framing {
+                    reason: "the body ends after a boundary line without a closing boundary".into(),
+                })
+            }
+        };
+        let next = match find_delimiter(&finder, buf, content_start.saturating_sub(1), delim_len) {
+            Some(i) if i >= content_start => i,
+            // An empty part whose delimiter follows immediately.
+            Some(i) => i,
+            None => {
+                return Err(BatchError::Framing {
+                    reason: format!(
+                        "part {count} is not followed by a boundary; the closing boundary `--{}--` is missing",
+                        String::from_utf8_lossy(boundary)
+                    ),
+                })
+            }
+        };
+        // The line ending before a delimiter belongs to the delimiter.
+        let mut content_end = next.max(content_start);
+        if content_end > content_start && buf[content_end - 1] == b'\n' {
+            content_end -= 1;
+            if content_end > content_start && buf[content_end - 1] == b'\r' {
+                content_end -= 1;
+            }
+        }
+        if content_end - content_start > limits.max_part_bytes {
+            return Err(BatchError::PartTooLarge {
+                index: count,
+                limit: limits.max_part_bytes,
+            });
+        }
+        count += 1;
+        if count <= limits.max_items {
+            parts.push(body.slice(content_start..content_end));
+        }
+        at = next;
+    }
+    if count > limits.max_items {
+        return Err(BatchError::TooManyItems {
+            count,
+            limit: limits.max_items,
+        });
+    }
+    if parts.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    Ok(parts)
+}
+
+/// The index of the next delimiter line (pointing at its first `-`) at or after `from`, skipping
+/// false matches where the boundary is only the prefix of a longer token.
+fn find_delimiter(finder: &memmem::Finder<'_>, buf: &[u8], from: usize, delim_len: usize) -> Option<usize> {
+    let mut from = from;
+    while let Some(rel) = finder.find(&buf[from..]) {
+        let at = from + rel + 1;
+        if is_delimiter_end(buf, at + delim_len) {
+            return Some(at);
+        }
+        from = at;
+    }
+    None
+}
+
+/// A boundary is a delimiter only when followed by `--`, whitespace, a line end or the end of input.
+fn is_delimiter_end(buf: &[u8], i: usize) -> bool {
+    match buf.get(i) {
+        None => true,
+        Some(b'-') => buf.get(i + 1) == Some(&b'-'),
+        Some(b' ' | b'\t' | b'\r' | b'\n') => true,
+        Some(_) => false,
+    }
+}
+
+/// Skips transport padding and the line ending after a delimiter; `None` at the end of input or
+/// when the line holds something else.
+fn line_end(buf: &[u8], mut i: usize) -> Option<usize> {
+    while matches!(buf.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    match buf.get(i) {
+        Some(b'\n') => Some(i + 1),
+        Some(b'\r') if buf.get(i + 1) == Some(&b'\n') => Some(i + 2),
+        // A lone CR as line ending: tolerate it like LF.
+        Some(b'\r') => Some(i + 1),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(body: &str, b: &str) -> Result<Vec<String>, BatchError> {
+        split_parts(&Bytes::copy_from_slice(body.as_bytes()), b.as_bytes(), &Limits::default()).map(|v| {
+            v.into_iter()
+                .map(|p| String::from_utf8(p.to_vec()).unwrap())
+                .collect()
+        })
+    }
+
+    #[test]
+    fn crlf_body() {
+        let parts = split("--b\r\nA\r\n--b\r\nB\r\n--b--\r\n", "b").unwrap();
+        assert_eq!(parts, ["A", "B"]);
+    }
+
+    #[test]
+    fn bare_lf_and_mixed() {
+        assert_eq!(split("--b\nA\n--b\r\nB\r\n--b--", "b").unwrap(), ["A", "B"]);
+    }
+
+    #[test]
+    fn preamble_epilogue_and_padding() {
+        let parts = split("preamble\r\n--b  \r\nA\r\n--b\t\r\nB\r\n--b--  \r\nepilogue", "b").unwrap();
+        assert_eq!(parts, ["A", "B"]);
+    }
+
+    #[test]
+    fn boundary_prefix_in_content_is_not_a_delimiter() {
+        let parts = split("--b\r\nx\r\n--bc\r\ny\r\n--b--", "b").unwrap();
+        assert_eq!(parts, ["x\r\n--bc\r\ny"]);
+    }
+
+    #[test]
+    fn inner_lines_keep_their_endings() {
+        let parts = split("--b\r\nA\r\n\r\nbody\r\n\r\n--b--", "b").unwrap();
+        assert_eq!(parts, ["A\r\n\r\nbody\r\n"]);
+    }
+
+    #[test]
+    fn empty_part() {
+        assert_eq!(split("--b\r\n--b--", "b").unwrap(), [""]);
+        assert_eq!(split("--b\r\n\r\n--b--", "b").unwrap(), [""]);
+    }
+
+    #[test]
+    fn missing_close_is_framing_error() {
+        let err = split("--b\r\nA\r\n", "b").unwrap_err();
+        assert!(matches!(err, BatchError::Framing { .. }), "{err}");
+        let err = split("--b", "b").unwrap_err();
+        assert!(matches!(err, BatchError::Framing { .. }), "{err}");
+    }
+
+    #[test]
+    fn no_opening_boundary() {
+        let err = split("hello", "b").unwrap_err();
+        assert!(err.to_string().contains("no opening boundary"), "{err}");
+    }
+
+    #[test]
+    fn empty_batch() {
+        assert_eq!(split("--b--\r\n", "b").unwrap_err(), BatchError::Empty);
+    }
+
+    #[test]
+    fn too_many_parts_counts_all() {
+        let mut body = String::new();
+        for _ in 0..5 {
+            body.push_str("--b\r\nx\r\n");
+        }
+        body.push_str("--b--");
+        let limits = Limits::default().max_items(3);
+        let err = split_parts(&Bytes::from(body), b"b", &limits).unwrap_err();
+        assert_eq!(err, BatchError::TooManyItems { count: 5, limit: 3 });
+    }
+
+    #[test]
+    fn part_too_large() {
+        let limits = Limits::default().max_part_bytes(3);
+        let err = split_parts(&Bytes::from_static(b"--b\r\nabcd\r\n--b--"), b"b", &limits).unwrap_err();
+        assert_eq!(err, BatchError::PartTooLarge { index: 0, limit: 3 });
+    }
+}

@@ -1,0 +1,226 @@
+//! Writing strict multipart batch text: CRLF everywhere, an unquoted `[A-Za-z0-9_-]` boundary,
+//! no preamble or epilogue, and nested messages with a reason phrase and a `Content-Length`.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode};
+
+use crate::format::Encoder;
+use crate::item::ItemMeta;
+
+/// A fresh random boundary: `batch_` and 32 hex digits.
+pub fn new_boundary() -> String {
+    format!("batch_{:016x}{:016x}", random_u64(), random_u64())
+}
+
+/// 64 random bits from the standard library's per-process hash keys and a counter; good enough
+/// for boundaries and batch ids, which must be unpredictable and unique but not secret.
+pub(crate) fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    h.finish()
+}
+
+/// Writes the answers of a multipart batch.
+#[derive(Debug)]
+pub struct MultipartEncoder {
+    boundary: String,
+}
+
+impl MultipartEncoder {
+    /// An encoder that separates parts with `boundary` (which must be a valid boundary token).
+    pub fn new(boundary: String) -> Self {
+        MultipartEncoder { boundary }
+    }
+
+    /// The boundary in use.
+    pub fn boundary(&self) -> &str {
+        &self.boundary
+    }
+}
+
+impl Encoder for MultipartEncoder {
+    fn content_type(&self) -> HeaderValue {
+        HeaderValue::try_from(format!("multipart/mixed; boundary={}", self.boundary))
+            .expect("boundaries are made of token characters")
+    }
+
+    fn item(&mut self, meta: &ItemMeta, response: &Response<Bytes>, out: &mut BytesMut) {
+        write_response_part(&self.boundary, meta.echo.as_deref(), response, out);
+    }
+
+    fn end(&mut self, out: &mut BytesMut) {
+        out.reserve(self.boundary.len() + 6);
+        out.put_slice(b"--");
+        out.put_slice(self.boundary.as_bytes());
+        out.put_slice(b"--\r\n");
+    }
+}
+
+/// The `Content-ID` that answers a request part's `Content-ID`: `<X>` → `<response-X>`, a bare
+/// `X` → `response-X`, copied byte for byte. `None` when the value cannot be a header value.
+pub(crate) fn response_content_id(request_id: &str) -> Option<String> {
+    let t = request_id.trim_matches(|c| c == ' ' || c == '\t');
+    if t.is_empty() || t.bytes().any(|c| c.is_ascii_control() && c != b'\t') {
+        return None;
+    }
+    Some(match t.strip_prefix('<').and_then(|s| s.strip_suffix('>')) {
+        Some(inner) => format!("<response-{inner}>"),
+        None => format!("response-{t}"),
+    })
+}
+
+/// Headers the part writer sets itself or that make no sense inside a part.
+fn skip_header(name: &header::HeaderName) -> bool {
+    name == header::CONTENT_LENGTH
+        || name == header::TRANSFER_ENCODING
+        || name == header::CONNECTION
+        || name == "keep-alive"
+}
+
+fn put_headers(headers: &HeaderMap, out: &mut BytesMut) {
+    for (name, value) in headers {
+        if skip_header(name) {
+            continue;
+        }
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+}
+
+fn head_size(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum()
+}
+
+fn put_content_length(len: usize, out: &mut BytesMut) {
+    out.put_slice(b"Content-Length: ");
+    let mut buf = itoa_buf(len);
+    out.put_slice(buf.as_bytes());
+    buf.clear();
+    out.put_slice(b"\r\n");
+}
+
+fn itoa_buf(n: usize) -> String {
+    n.to_string()
+}
+
+/// Writes one response part: delimiter, part headers, and the nested HTTP/1.1 response.
+///
+/// `request_content_id` is the `Content-ID` of the request part, echoed per Google's rule.
+pub fn write_response_part(
+    boundary: &str,
+    request_content_id: Option<&str>,
+    response: &Response<Bytes>,
+    out: &mut BytesMut,
+) {
+    let body = response.body();
+    out.reserve(boundary.len() + 128 + head_size(response.headers()) + body.len());
+    out.put_slice(b"--");
+    out.put_slice(boundary.as_bytes());
+    out.put_slice(b"\r\nContent-Type: application/http\r\n");
+    if let Some(cid) = request_content_id.and_then(response_content_id) {
+        out.put_slice(b"Content-ID: ");
+        out.put_slice(cid.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+    put_status_line(response.status(), out);
+    put_headers(response.headers(), out);
+    put_content_length(body.len(), out);
+    out.put_slice(b"\r\n");
+    out.put_slice(body);
+    out.put_slice(b"\r\n");
+}
+
+fn put_status_line(status: StatusCode, out: &mut BytesMut) {
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.as_str().as_bytes());
+    out.put_u8(b' ');
+    // Clients split the status line into three words, so a reason phrase must be present.
+    out.put_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+/// Writes one request part (the client side): delimiter, part headers with `Content-ID: <id>`, and
+/// the nested HTTP/1.1 request in origin form.
+pub fn write_request(boundary: &str, content_id: Option<&str>, request: &Request<Bytes>, out: &mut BytesMut) {
+    let body = request.body();
+    out.reserve(boundary.len() + 128 + head_size(request.headers()) + body.len());
+    out.put_slice(b"--");
+    out.put_slice(boundary.as_bytes());
+    out.put_slice(b"\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n");
+    if let Some(id) = content_id {
+        out.put_slice(b"Content-ID: <");
+        out.put_slice(id.as_bytes());
+        out.put_slice(b">\r\n");
+    }
+    out.put_slice(b"\r\n");
+    out.put_slice(request.method().as_str().as_bytes());
+    out.put_u8(b' ');
+    let target = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    out.put_slice(target.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+    if let Some(host) = request.uri().authority() {
+        if !request.headers().contains_key(header::HOST) {
+            out.put_slice(b"Host: ");
+            out.put_slice(host.as_str().as_bytes());
+            out.put_slice(b"\r\n");
+        }
+    }
+    put_headers(request.headers(), out);
+    if !body.is_empty() {
+        put_content_length(body.len(), out);
+    }
+    out.put_slice(b"\r\n");
+    out.put_slice(body);
+    out.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundary_is_a_plain_token() {
+        let b = new_boundary();
+        assert!(b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'));
+        assert_ne!(b, new_boundary());
+    }
+
+    #[test]
+    fn content_id_echo() {
+        assert_eq!(response_content_id("<a+b c>").as_deref(), Some("<response-a+b c>"));
+        assert_eq!(response_content_id("item1").as_deref(), Some("response-item1"));
+        assert_eq!(response_content_id(""), None);
+        assert_eq!(response_content_id("a\rb"), None);
+    }
+
+    #[test]
+    fn part_is_strict() {
+        let mut res = Response::new(Bytes::from_static(b"{}"));
+        *res.status_mut() = StatusCode::from_u16(299).unwrap();
+        res.headers_mut().insert("content-length", HeaderValue::from_static("99"));
+        let mut out = BytesMut::new();
+        write_response_part("b", Some("<x>"), &res, &mut out);
+        assert_eq!(
+            &out[..],
+            b"--b\r\nContent-Type: application/http\r\nContent-ID: <response-x>\r\n\r\nHTTP/1.1 299 Unknown\r\nContent-Length: 2\r\n\r\n{}\r\n"
+        );
+    }
+}

@@ -1,0 +1,308 @@
+//! What an item receives from the outer request, and the checks that keep an item on this
+//! origin and inside the layer's policy.
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::uri::{PathAndQuery, Uri};
+use http::{Method, Request, StatusCode};
+
+use crate::context::BatchContext;
+use crate::error::ItemError;
+use crate::layer::{AuthPolicy, Config};
+
+/// Everything about the outer request that items inherit, computed once per batch.
+#[derive(Debug)]
+pub(crate) struct Outer {
+    /// Outer headers that items may inherit (no `Content-*`, no hop-by-hop, no `Host`).
+    pub(crate) headers: HeaderMap,
+    pub(crate) host: Option<String>,
+    pub(crate) query: Option<String>,
+    pub(crate) extensions: http::Extensions,
+    pub(crate) request_id: Option<HeaderValue>,
+    pub(crate) depth: usize,
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+fn is_hop_by_hop(name: &HeaderName, listed: &[String]) -> bool {
+    let n = name.as_str();
+    HOP_BY_HOP.contains(&n) || n.starts_with("proxy-") || listed.iter().any(|l| l == n)
+}
+
+impl Outer {
+    pub(crate) fn new(parts: &Parts, config: &Config) -> Self {
+        // Names listed in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+        let listed: Vec<String> = parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut headers = HeaderMap::with_capacity(parts.headers.len());
+        for (name, value) in &parts.headers {
+            if name.as_str().starts_with("content-")
+                || name == header::HOST
+                || is_hop_by_hop(name, &listed)
+                || config.request_id_header.as_ref() == Some(name)
+            {
+                continue;
+            }
+            headers.append(name.clone(), value.clone());
+        }
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()));
+        let request_id = config
+            .request_id_header
+            .as_ref()
+            .and_then(|n| parts.headers.get(n))
+            .cloned();
+        let mut extensions = parts.extensions.clone();
+        let depth = extensions.get::<BatchContext>().map_or(0, |c| c.depth);
+        extensions.remove::<BatchContext>();
+        #[cfg(feature = "axum")]
+        {
+            // axum's routing data describes the outer request, not the item; the router sets
+            // them afresh for each item.
+            extensions.remove::<axum::extract::MatchedPath>();
+            extensions.remove::<axum::extract::OriginalUri>();
+        }
+        Outer {
+            headers,
+            host,
+            query: parts.uri.query().map(str::to_owned),
+            extensions,
+            request_id,
+            depth,
+        }
+    }
+}
+
+fn forbidden(message: String) -> ItemError {
+    ItemError::new(StatusCode::FORBIDDEN, message)
+}
+
+fn same_authority(a: &str, b: &str) -> bool {
+    fn split(s: &str) -> (&str, Option<&str>) {
+        match s.rsplit_once(':') {
+            Some((h, _)) if !h.ends_with(']') && h.contains(':') => (s, None),
+            Some((h, p)) if p.bytes().all(|c| c.is_ascii_digit()) => (h, Some(p)),
+            _ => (s, None),
+        }
+    }
+    let (ha, pa) = split(a);
+    let (hb, pb) = split(b);
+    ha.eq_ignore_ascii_case(hb) && (pa == pb || pa.is_none() || pb.is_none())
+}
+
+/// Checks one decoded item and gives it what it inherits; the result goes to the inner service.
+pub(crate) fn prepare(
+    mut req: Request<Bytes>,
+    outer: &Outer,
+    config: &Config,
+    ctx: BatchContext,
+) -> Result<Request<Bytes>, ItemError> {
+    // Stay on this origin: an absolute target or a Host must name the batch's own authority.
+    if let Some(authority) = req.uri().authority() {
+        match &outer.host {
+            Some(host) if same_authority(authority.as_str(), host) => {}
+            _ => {
+                return Err(ItemError::bad_request(format!(
+                    "item target `{}` names another host; batch items must stay on this origin",
+                    req.uri()
+                )))
+            }
+        }
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(pq);
+    }
+    if let Some(item_host) = req.headers().get(header::HOST) {
+        let ok = match (item_host.to_str(), &outer.host) {
+            (Ok(h), Some(host)) => same_authority(h, host),
+            _ => false,
+        };
+        if !ok {
+            return Err(ItemError::bad_request(
+                "item `Host` header names another host; batch items must stay on this origin",
+            ));
+        }
+    }
+
+    let method = req.method().clone();
+    if method == Method::CONNECT {
+        return Err(ItemError::bad_request("CONNECT requests cannot be batched"));
+    }
+    if req.headers().contains_key(header::UPGRADE)
+        || req.headers().contains_key("sec-websocket-key")
+    {
+        return Err(ItemError::bad_request(
+            "protocol upgrades (WebSocket and others) cannot be batched",
+        ));
+    }
+    let path = req.uri().path();
+    let policy = &config.policy;
+    if policy.deny_methods.contains(&method)
+        || policy
+            .allow_methods
+            .as_ref()
+            .is_some_and(|allow| !allow.contains(&method))
+    {
+        return Err(forbidden(format!("{method} requests may not be batched here")));
+    }
+    if policy.deny_prefixes.iter().any(|p| path.starts_with(p.as_str()))
+        || policy
+            .allow_prefixes
+            .as_ref()
+            .is_some_and(|allow| !allow.iter().any(|p| path.starts_with(p.as_str())))
+    {
+        return Err(forbidden(format!("`{path}` may not be called inside a batch")));
+    }
+    if config.is_batch_path(path) && outer.depth >= config.max_nesting {
+        return Err(ItemError::bad_request(
+            "an item may not itself be a batch request (nested batches are off)",
+        ));
+    }
+    if !policy.allow_form_data {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .get(..19)
+                    .is_some_and(|t| t.eq_ignore_ascii_case("multipart/form-data"))
+            });
+        if is_form {
+            return Err(ItemError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "multipart/form-data uploads cannot be batched; upload the file in its own request",
+            ));
+        }
+    }
+    if config.auth == AuthPolicy::OuterOnly && req.headers().contains_key(header::AUTHORIZATION) {
+        return Err(ItemError::bad_request(
+            "items may not carry their own Authorization header; authenticate the batch request",
+        ));
+    }
+    // The item's own framing headers describe its part, not its body any more.
+    req.headers_mut().remove(header::TRANSFER_ENCODING);
+
+    // Headers: the item's own win; the outer ones fill in (every value of a multi-valued one).
+    let headers = req.headers_mut();
+    for name in outer.headers.keys() {
+        if headers.contains_key(name) {
+            continue;
+        }
+        for value in outer.headers.get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(host) = &outer.host {
+        if !headers.contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(host) {
+                headers.insert(header::HOST, v);
+            }
+        }
+    }
+    let len = req.body().len();
+    if len > 0 || req.headers().contains_key(header::CONTENT_LENGTH) {
+        req.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+
+    // Request id: the outer id plus the item index, unless the item set its own.
+    if let (Some(name), Some(outer_id)) = (&config.request_id_header, &outer.request_id) {
+        if !req.headers().contains_key(name) {
+            let mut id = Vec::with_capacity(outer_id.len() + 5);
+            id.extend_from_slice(outer_id.as_bytes());
+            id.push(b'-');
+            id.extend_from_slice(ctx.index.to_string().as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&id) {
+                req.headers_mut().insert(name.clone(), v);
+            }
+        }
+    }
+
+    // Query: outer parameters apply unless the item sets the same name.
+    if let Some(outer_query) = &outer.query {
+        let merged = merge_query(req.uri().query(), outer_query);
+        if let Some(merged) = merged {
+            let path = req.uri().path();
+            let pq = format!("{path}?{merged}");
+            let uri = Uri::try_from(pq)
+                .map_err(|_| ItemError::bad_request("item query could not be merged with the batch query"))?;
+            *req.uri_mut() = uri;
+        }
+    }
+
+    let mut extensions = outer.extensions.clone();
+    extensions.insert(ctx);
+    *req.extensions_mut() = extensions;
+    Ok(req)
+}
+
+/// The item's query with every outer parameter whose name the item does not use appended;
+/// `None` when nothing is added.
+fn merge_query(item: Option<&str>, outer: &str) -> Option<String> {
+    let item = item.unwrap_or("");
+    let names: Vec<&str> = item
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split('=').next().unwrap_or(p))
+        .collect();
+    let mut merged = item.to_owned();
+    let mut added = false;
+    for pair in outer.split('&').filter(|p| !p.is_empty()) {
+        let name = pair.split('=').next().unwrap_or(pair);
+        if names.contains(&name) {
+            continue;
+        }
+        if !merged.is_empty() {
+            merged.push('&');
+        }
+        merged.push_str(pair);
+        added = true;
+    }
+    added.then_some(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_merge_item_wins() {
+        assert_eq!(merge_query(Some("a=1"), "a=2&b=3").as_deref(), Some("a=1&b=3"));
+        assert_eq!(merge_query(None, "b=3").as_deref(), Some("b=3"));
+        assert_eq!(merge_query(Some("b=1"), "b=3"), None);
+    }
+
+    #[test]
+    fn authority_comparison() {
+        assert!(same_authority("Example.com", "example.com"));
+        assert!(same_authority("example.com:80", "example.com"));
+        assert!(!same_authority("example.com:81", "example.com:80"));
+        assert!(!same_authority("evil.com", "example.com"));
+        assert!(same_authority("127.0.0.1:3000", "127.0.0.1:3000"));
+    }
+}

@@ -1,0 +1,103 @@
+//! What a format hands to the scheduler ([`Item`]) and what it gets back ([`ItemMeta`] plus the
+//! item's `http::Response<Bytes>`).
+
+use bytes::Bytes;
+use http::Request;
+
+use crate::error::ItemError;
+
+/// One call inside a batch, as decoded by a [`Format`](crate::format::Format).
+///
+/// An item either holds a request to run, or the reason it could not be decoded; the latter is
+/// answered with its own error response while the other items still run.
+#[derive(Debug)]
+pub struct Item {
+    pub(crate) request: Result<Request<Bytes>, ItemError>,
+    pub(crate) id: Option<String>,
+    pub(crate) echo: Option<String>,
+    pub(crate) depends_on: Vec<String>,
+}
+
+impl Item {
+    /// An item that runs `request`.
+    ///
+    /// The request's URI may be origin-form (`/path?query`), absolute-form with the batch's own
+    /// authority, or a path without its leading `/`; the layer normalises it.
+    pub fn new(request: Request<Bytes>) -> Self {
+        Item {
+            request: Ok(request),
+            id: None,
+            echo: None,
+            depends_on: Vec::new(),
+        }
+    }
+
+    /// An item that could not be decoded; it is answered with `error` and not run.
+    pub fn invalid(error: ItemError) -> Self {
+        Item {
+            request: Err(error),
+            id: None,
+            echo: None,
+            depends_on: Vec::new(),
+        }
+    }
+
+    /// Sets the item's id: the key that must be unique within a batch and that other items name
+    /// in their dependencies. Empty ids count as no id.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        let id = id.into();
+        self.id = if id.is_empty() { None } else { Some(id) };
+        self
+    }
+
+    /// Sets format-private text that the encoder receives back with the response, such as the
+    /// raw `Content-ID` to echo.
+    pub fn with_echo(mut self, echo: impl Into<String>) -> Self {
+        self.echo = Some(echo.into());
+        self
+    }
+
+    /// Sets the ids of the items that must succeed (2xx) before this one runs.
+    pub fn with_depends_on(mut self, ids: Vec<String>) -> Self {
+        self.depends_on = ids;
+        self
+    }
+
+    /// The item's id, if any.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The decoded request, or the reason it could not be decoded.
+    pub fn request(&self) -> Result<&Request<Bytes>, &ItemError> {
+        self.request.as_ref()
+    }
+
+    /// The ids this item depends on.
+    pub fn depends_on(&self) -> &[String] {
+        &self.depends_on
+    }
+
+    /// Splits the item into its request (or error) and its metadata.
+    pub(crate) fn into_parts(self, index: usize) -> (Result<Request<Bytes>, ItemError>, ItemMeta) {
+        (
+            self.request,
+            ItemMeta {
+                index,
+                id: self.id,
+                echo: self.echo,
+            },
+        )
+    }
+}
+
+/// What an encoder knows about an item when it writes the item's response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemMeta {
+    /// The item's zero-based position in the batch.
+    pub index: usize,
+    /// The item's id, if it had one.
+    pub id: Option<String>,
+    /// The format-private text set with [`Item::with_echo`].
+    pub echo: Option<String>,
+}

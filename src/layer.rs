@@ -1,0 +1,526 @@
+//! [`BatchLayer`]: the configuration of the batch middleware, with consuming builders.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, Method, Request};
+use tower_layer::Layer;
+
+use crate::format::{Format, Multipart};
+use crate::limits::Limits;
+use crate::service::Batch;
+
+/// Who may authenticate an item.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthPolicy {
+    /// Items inherit the outer `Authorization` and may override it with their own (Google's
+    /// rule). The default.
+    #[default]
+    InheritOrOverride,
+    /// Only the outer request may carry `Authorization` (OData's rule); an item that carries its
+    /// own is answered with `400`.
+    OuterOnly,
+}
+
+/// How a batch's items are executed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Execution {
+    /// Items are futures polled by the batch response body: no task is spawned, and dropping the
+    /// response (a client that disconnects) drops every item still running. The default.
+    Polled,
+    /// Each item is spawned as a tokio task, so the items of one batch run on all the runtime's
+    /// worker threads. Dropping the response aborts the tasks.
+    Spawned,
+}
+
+/// A path a batch may be posted to, such as `/batch` or `/batch/{api}/{version}`.
+#[derive(Clone, Debug)]
+pub(crate) struct PathPattern {
+    raw: String,
+    /// `None` for a literal path, compared as a whole.
+    segments: Option<Vec<Option<String>>>,
+}
+
+impl PathPattern {
+    pub(crate) fn new(raw: &str) -> Self {
+        let raw = if raw.starts_with('/') {
+            raw.to_owned()
+        } else {
+            format!("/{raw}")
+        };
+        let has_params = raw.split('/').any(is_param);
+        let segments = has_params.then(|| {
+            raw.split('/')
+                .map(|s| (!is_param(s)).then(|| s.to_owned()))
+                .collect()
+        });
+        PathPattern { raw, segments }
+    }
+
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        match &self.segments {
+            None => self.raw == path,
+            Some(segments) => {
+                let mut parts = path.split('/');
+                for seg in segments {
+                    match (seg, parts.next()) {
+                        (_, None) => return false,
+                        (Some(lit), Some(p)) if lit != p => return false,
+                        (None, Some("")) => return false,
+                        _ => {}
+                    }
+                }
+                parts.next().is_none()
+            }
+        }
+    }
+}
+
+fn is_param(s: &str) -> bool {
+    s.len() > 2 && s.starts_with('{') && s.ends_with('}')
+}
+
+/// A batch path and the formats served there (`None`: the layer's default formats).
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) pattern: PathPattern,
+    pub(crate) formats: Option<Vec<Arc<dyn Format>>>,
+}
+
+/// A function that gives an item its weight against the cost budget.
+pub(crate) type Weigh = Arc<dyn Fn(&Request<Bytes>) -> u64 + Send + Sync>;
+
+/// What an item may be: methods and path prefixes allowed or refused.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ItemPolicy {
+    pub(crate) allow_methods: Option<Vec<Method>>,
+    pub(crate) deny_methods: Vec<Method>,
+    pub(crate) allow_prefixes: Option<Vec<String>>,
+    pub(crate) deny_prefixes: Vec<String>,
+    pub(crate) allow_form_data: bool,
+}
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) routes: Vec<Route>,
+    pub(crate) any_path: bool,
+    pub(crate) formats: Vec<Arc<dyn Format>>,
+    pub(crate) limits: Limits,
+    pub(crate) concurrency: usize,
+    pub(crate) item_timeout: Option<Duration>,
+    pub(crate) batch_timeout: Option<Duration>,
+    pub(crate) auth: AuthPolicy,
+    pub(crate) request_id_header: Option<HeaderName>,
+    pub(crate) max_nesting: usize,
+    pub(crate) policy: ItemPolicy,
+    pub(crate) budget: Option<(u64, Weigh)>,
+    pub(crate) execution: Execution,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut formats: Vec<Arc<dyn Format>> = vec![Arc::new(Multipart::new())];
+        #[cfg(feature = "json")]
+        formats.push(Arc::new(crate::format::Json::new()));
+        Config {
+            routes: vec![Route {
+                pattern: PathPattern::new("/batch"),
+                formats: None,
+            }],
+            any_path: false,
+            formats,
+            limits: Limits::default(),
+            // Enough to overlap I/O-bound handlers; low enough that one batch cannot take over a
+            // database pool.
+            concurrency: 16,
+            item_timeout: None,
+            batch_timeout: None,
+            auth: AuthPolicy::default(),
+            request_id_header: Some(HeaderName::from_static("x-request-id")),
+            max_nesting: 0,
+            policy: ItemPolicy::default(),
+            budget: None,
+            execution: Execution::Polled,
+        }
+    }
+}
+
+impl Config {
+    /// The route a request path is a batch path of, if any.
+    #[inline]
+    pub(crate) fn route(&self, path: &str) -> Option<&Route> {
+        if self.any_path {
+            return self.routes.first();
+        }
+        self.routes.iter().find(|r| r.pattern.matches(path))
+    }
+
+    pub(crate) fn formats_of<'a>(&'a self, route: Option<&'a Route>) -> &'a [Arc<dyn Format>] {
+        route
+            .and_then(|r| r.formats.as_deref())
+            .unwrap_or(&self.formats)
+    }
+
+    pub(crate) fn is_batch_path(&self, path: &str) -> bool {
+        self.routes.iter().any(|r| r.pattern.matches(path))
+    }
+}
+
+/// Adds batch support to a service: see the [crate docs](crate) for an example.
+///
+/// Every option has a default; the builders consume and return the layer. Cloning the layer is
+/// cheap (the configuration sits behind an `Arc`).
+#[derive(Clone)]
+#[must_use]
+pub struct BatchLayer {
+    pub(crate) config: Arc<Config>,
+    paths_set: bool,
+}
+
+impl fmt::Debug for BatchLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        f.debug_struct("BatchLayer")
+            .field(
+                "paths",
+                &c.routes.iter().map(|r| r.pattern.raw.as_str()).collect::<Vec<_>>(),
+            )
+            .field(
+                "formats",
+                &c.formats.iter().map(|f| f.name()).collect::<Vec<_>>(),
+            )
+            .field("limits", &c.limits)
+            .field("concurrency", &c.concurrency)
+            .field("item_timeout", &c.item_timeout)
+            .field("batch_timeout", &c.batch_timeout)
+            .field("auth", &c.auth)
+            .field("max_nesting", &c.max_nesting)
+            .field("execution", &c.execution)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for BatchLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchLayer {
+    /// A layer with every default: batches at `/batch`, in multipart and JSON, at most 1000 items,
+    /// 16 items at a time.
+    pub fn new() -> Self {
+        BatchLayer {
+            config: Arc::new(Config::default()),
+            paths_set: false,
+        }
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Adds a batch path. The first call replaces the default `/batch`.
+    ///
+    /// A segment written `{name}` matches any one non-empty segment, so Google's per-API form
+    /// `/batch/{api}/{version}` works as written. Paths match exactly: `/batch` does not match
+    /// `/batch/` or `/v1/batch`.
+    pub fn path(mut self, path: impl AsRef<str>) -> Self {
+        if !self.paths_set {
+            self.config().routes.clear();
+            self.paths_set = true;
+        }
+        self.config().routes.push(Route {
+            pattern: PathPattern::new(path.as_ref()),
+            formats: None,
+        });
+        self
+    }
+
+    /// Sets the batch paths (replacing the default `/batch`).
+    pub fn paths<I, P>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
+        self.config().routes.retain(|r| r.formats.is_some());
+        self.paths_set = true;
+        for p in paths {
+            self = self.path(p);
+        }
+        self
+    }
+
+    /// Treats every request to the wrapped service as a batch request, whatever its path.
+    ///
+    /// Handy when the service is mounted at one route with `route_service`, at a path the layer
+    /// need not know. Items are still refused when they target one of the layer's configured
+    /// paths.
+    pub fn any_path(mut self) -> Self {
+        self.config().any_path = true;
+        self
+    }
+
+    /// Serves `path` with `format` only (not with the default formats).
+    pub fn path_with_format(mut self, path: impl AsRef<str>, format: impl Format) -> Self {
+        let pattern = PathPattern::new(path.as_ref());
+        let format: Arc<dyn Format> = Arc::new(format);
+        let config = self.config();
+        if let Some(route) = config
+            .routes
+            .iter_mut()
+            .find(|r| r.pattern.raw == pattern.raw && r.formats.is_some())
+        {
+            route.formats.as_mut().expect("checked").push(format);
+        } else {
+            config.routes.push(Route {
+                pattern,
+                formats: Some(vec![format]),
+            });
+        }
+        self
+    }
+
+    /// Adds a format to the default formats (multipart and JSON), tried in order of
+    /// registration after the built-in ones.
+    pub fn format(mut self, format: impl Format) -> Self {
+        self.config().formats.push(Arc::new(format));
+        self
+    }
+
+    /// Removes every default format; add the ones you want with [`format`](Self::format).
+    pub fn no_default_formats(mut self) -> Self {
+        self.config().formats.clear();
+        self
+    }
+
+    /// Replaces all limits at once.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config().limits = limits;
+        self
+    }
+
+    /// The most items per batch. Default 1000.
+    pub fn max_items(mut self, n: usize) -> Self {
+        self.config().limits.max_items = n;
+        self
+    }
+
+    /// The largest batch body, in bytes. Default 16 MiB.
+    pub fn max_body_bytes(mut self, n: usize) -> Self {
+        self.config().limits.max_body_bytes = n;
+        self
+    }
+
+    /// The largest single part, in bytes. Default 2 MiB.
+    pub fn max_part_bytes(mut self, n: usize) -> Self {
+        self.config().limits.max_part_bytes = n;
+        self
+    }
+
+    /// The most header lines per part or nested request. Default 64.
+    pub fn max_headers(mut self, n: usize) -> Self {
+        self.config().limits.max_headers = n;
+        self
+    }
+
+    /// The largest head of a part or nested request, in bytes. Default 16 KiB.
+    pub fn max_header_bytes(mut self, n: usize) -> Self {
+        self.config().limits.max_header_bytes = n;
+        self
+    }
+
+    /// The largest body of one item's response. Default 4 MiB; larger ones become a `502`.
+    pub fn max_item_response_bytes(mut self, n: usize) -> Self {
+        self.config().limits.max_item_response_bytes = n;
+        self
+    }
+
+    /// The largest whole batch response. Default 64 MiB.
+    pub fn max_response_bytes(mut self, n: usize) -> Self {
+        self.config().limits.max_response_bytes = n;
+        self
+    }
+
+    /// How long the client may take to send the batch body. Default 30 s; then `408`.
+    pub fn read_timeout(mut self, d: Duration) -> Self {
+        self.config().limits.read_timeout = d;
+        self
+    }
+
+    /// How many items of one batch run at the same time. Default 16. `1` runs them one by one,
+    /// in order (see [`sequential`](Self::sequential)).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is zero.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        assert!(n > 0, "concurrency must be at least 1");
+        self.config().concurrency = n;
+        self
+    }
+
+    /// Runs items one at a time, in request order; each starts after the one before it answered.
+    pub fn sequential(self) -> Self {
+        self.concurrency(1)
+    }
+
+    /// Gives each item at most `d`; an item that takes longer is answered `504`, and the other
+    /// items are kept. Default: none.
+    pub fn item_timeout(mut self, d: Duration) -> Self {
+        self.config().item_timeout = Some(d);
+        self
+    }
+
+    /// Gives the whole batch at most `d`, counted from when its body has been read. Items not
+    /// finished by then are answered `504`; every finished answer is kept. Default: none.
+    pub fn batch_timeout(mut self, d: Duration) -> Self {
+        self.config().batch_timeout = Some(d);
+        self
+    }
+
+    /// Who may authenticate items. Default [`AuthPolicy::InheritOrOverride`].
+    pub fn auth_policy(mut self, policy: AuthPolicy) -> Self {
+        self.config().auth = policy;
+        self
+    }
+
+    /// The header that carries request ids. Default `x-request-id`.
+    ///
+    /// When the outer request has one, each item without its own gets `<outer id>-<index>`, and
+    /// each item response carries its item's id.
+    pub fn request_id_header(mut self, name: HeaderName) -> Self {
+        self.config().request_id_header = Some(name);
+        self
+    }
+
+    /// Turns request id derivation off.
+    pub fn no_request_ids(mut self) -> Self {
+        self.config().request_id_header = None;
+        self
+    }
+
+    /// Lets an item itself be a batch, up to `depth` levels below the outer batch. Default 0:
+    /// an item that targets a batch path is answered `400`.
+    pub fn max_nesting(mut self, depth: usize) -> Self {
+        self.config().max_nesting = depth;
+        self
+    }
+
+    /// Only these methods may be batched; others are answered `403`. Default: every method but
+    /// `CONNECT`.
+    pub fn allow_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.config().policy.allow_methods = Some(methods.into_iter().collect());
+        self
+    }
+
+    /// These methods may not be batched; they are answered `403`.
+    pub fn deny_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.config().policy.deny_methods.extend(methods);
+        self
+    }
+
+    /// Only paths under these prefixes may be batched; others are answered `403`.
+    /// Default: every path.
+    pub fn allow_path_prefixes<I, P>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.config().policy.allow_prefixes = Some(prefixes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Paths under these prefixes may not be batched; they are answered `403`.
+    pub fn deny_path_prefixes<I, P>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.config()
+            .policy
+            .deny_prefixes
+            .extend(prefixes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Lets items carry `multipart/form-data` uploads. Default: refused with `415`, as Google
+    /// refuses media uploads in batches.
+    pub fn allow_form_data(mut self, allow: bool) -> Self {
+        self.config().policy.allow_form_data = allow;
+        self
+    }
+
+    /// Sets a per-batch cost budget: every item weighs 1, and a batch whose items weigh more
+    /// than `limit` in total is refused with `413`. Default: none.
+    pub fn cost_budget(self, limit: u64) -> Self {
+        self.cost_budget_with(limit, |_| 1)
+    }
+
+    /// Sets a per-batch cost budget with a weight per item.
+    ///
+    /// ```
+    /// use http_batch::BatchLayer;
+    ///
+    /// // Writes cost 10, reads 1; at most 100 per batch.
+    /// let layer = BatchLayer::new().cost_budget_with(100, |req| {
+    ///     if req.method() == http::Method::GET { 1 } else { 10 }
+    /// });
+    /// ```
+    pub fn cost_budget_with<F>(mut self, limit: u64, weigh: F) -> Self
+    where
+        F: Fn(&Request<Bytes>) -> u64 + Send + Sync + 'static,
+    {
+        self.config().budget = Some((limit, Arc::new(weigh)));
+        self
+    }
+
+    /// How items are executed. Default [`Execution::Polled`].
+    pub fn execution(mut self, execution: Execution) -> Self {
+        self.config().execution = execution;
+        self
+    }
+
+    /// The limits in force.
+    pub fn current_limits(&self) -> &Limits {
+        &self.config.limits
+    }
+}
+
+impl<S> Layer<S> for BatchLayer {
+    type Service = Batch<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Batch::from_parts(inner, self.config.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_and_param_paths() {
+        let p = PathPattern::new("/batch");
+        assert!(p.matches("/batch"));
+        assert!(!p.matches("/batch/"));
+        assert!(!p.matches("/v1/batch"));
+        let p = PathPattern::new("/batch/{api}/{version}");
+        assert!(p.matches("/batch/farm/v1"));
+        assert!(!p.matches("/batch/farm"));
+        assert!(!p.matches("/batch/farm/v1/x"));
+        assert!(!p.matches("/batch//v1"));
+    }
+
+    #[test]
+    fn first_path_replaces_default() {
+        let layer = BatchLayer::new().path("/a").path("/b");
+        assert!(layer.config.route("/a").is_some());
+        assert!(layer.config.route("/b").is_some());
+        assert!(layer.config.route("/batch").is_none());
+    }
+}

@@ -1,0 +1,151 @@
+//! Every size, count and time limit of a batch, with its default in one place.
+
+use std::time::Duration;
+
+/// Size, count and time limits for one batch.
+///
+/// Every limit is finite by default. Each number below says why it was chosen; change any of them
+/// with the consuming builders here or the matching methods on [`BatchLayer`](crate::BatchLayer).
+///
+/// ```
+/// use http_batch::Limits;
+/// use std::time::Duration;
+///
+/// let limits = Limits::default()
+///     .max_items(100)
+///     .max_body_bytes(1024 * 1024)
+///     .read_timeout(Duration::from_secs(5));
+/// assert_eq!(limits.items(), 100);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Limits {
+    pub(crate) max_items: usize,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_part_bytes: usize,
+    pub(crate) max_headers: usize,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_item_response_bytes: usize,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // Google's batch endpoints accept up to 1000 calls in one batch.
+            max_items: 1000,
+            // 1000 items of a few KiB each, with room to spare; larger uploads belong outside a batch.
+            max_body_bytes: 16 * 1024 * 1024,
+            // One item's nested request, head and body together.
+            max_part_bytes: 2 * 1024 * 1024,
+            // Matches common server defaults (hyper allows 100, nginx a few dozen).
+            max_headers: 64,
+            // The head of one part or nested request: 16 KiB is what most proxies allow.
+            max_header_bytes: 16 * 1024,
+            // A single item's answer; bigger answers should be fetched directly.
+            max_item_response_bytes: 4 * 1024 * 1024,
+            // The whole batch answer: bounded so one request cannot make us stream gigabytes.
+            max_response_bytes: 64 * 1024 * 1024,
+            // A client that has not sent the whole batch within this time is trickling it.
+            read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Limits {
+    /// The most items (parts) one batch may carry. Default 1000.
+    pub fn max_items(mut self, n: usize) -> Self {
+        self.max_items = n;
+        self
+    }
+
+    /// The largest batch request body, in bytes. Default 16 MiB.
+    pub fn max_body_bytes(mut self, n: usize) -> Self {
+        self.max_body_bytes = n;
+        self
+    }
+
+    /// The largest single part (one nested request), in bytes. Default 2 MiB.
+    pub fn max_part_bytes(mut self, n: usize) -> Self {
+        self.max_part_bytes = n;
+        self
+    }
+
+    /// The most header lines in one part or one nested request. Default 64.
+    pub fn max_headers(mut self, n: usize) -> Self {
+        self.max_headers = n;
+        self
+    }
+
+    /// The largest head (headers) of one part or nested request, in bytes. Default 16 KiB.
+    pub fn max_header_bytes(mut self, n: usize) -> Self {
+        self.max_header_bytes = n;
+        self
+    }
+
+    /// The largest body of one item's response, in bytes. Default 4 MiB.
+    ///
+    /// A larger answer replaces that item's response with a `502`; the other items are kept.
+    pub fn max_item_response_bytes(mut self, n: usize) -> Self {
+        self.max_item_response_bytes = n;
+        self
+    }
+
+    /// The largest whole batch response, in bytes. Default 64 MiB.
+    ///
+    /// Once reached, the remaining items are answered with a short `507` each instead of their
+    /// bodies, so the response stays well formed.
+    pub fn max_response_bytes(mut self, n: usize) -> Self {
+        self.max_response_bytes = n;
+        self
+    }
+
+    /// How long the client may take to send the whole batch body. Default 30 seconds.
+    ///
+    /// A slower client gets `408 Request Timeout`.
+    pub fn read_timeout(mut self, d: Duration) -> Self {
+        self.read_timeout = d;
+        self
+    }
+
+    /// The most items per batch.
+    pub fn items(&self) -> usize {
+        self.max_items
+    }
+
+    /// The largest request body, in bytes.
+    pub fn body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// The largest single part, in bytes.
+    pub fn part_bytes(&self) -> usize {
+        self.max_part_bytes
+    }
+
+    /// The most header lines per part or nested request.
+    pub fn headers(&self) -> usize {
+        self.max_headers
+    }
+
+    /// The largest head of a part or nested request, in bytes.
+    pub fn header_bytes(&self) -> usize {
+        self.max_header_bytes
+    }
+
+    /// The largest item response body, in bytes.
+    pub fn item_response_bytes(&self) -> usize {
+        self.max_item_response_bytes
+    }
+
+    /// The largest batch response, in bytes.
+    pub fn response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
+    /// The body read timeout.
+    pub fn read_timeout_duration(&self) -> Duration {
+        self.read_timeout
+    }
+}

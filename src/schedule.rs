@@ -1,0 +1,342 @@
+//! Running the items of one batch: bounded concurrency, a bounded reorder window, dependencies,
+//! per-item and whole-batch timeouts, and panic isolation.
+//!
+//! The scheduler is polled by the batch response body. Items are futures it owns (or spawned
+//! tasks it owns the handles of), so dropping the body drops every item still running.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tower::{Service, ServiceExt};
+use tracing::Instrument;
+
+use crate::error::error_response;
+use crate::layer::Execution;
+use crate::BoxError;
+
+pub(crate) type ItemFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
+
+/// Starts one item: sends it through a clone of the inner service.
+pub(crate) trait Launch: Send {
+    fn launch(&mut self, request: Request<Bytes>, span: tracing::Span) -> ItemFuture;
+}
+
+/// The launcher over a concrete inner service.
+pub(crate) struct Launcher<S, ReqBody> {
+    pub(crate) service: S,
+    pub(crate) item_timeout: Option<Duration>,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) execution: Execution,
+    /// The layer's configuration when nested batches are allowed: items that target a batch
+    /// path then run through the batch layer again instead of straight to the inner service.
+    pub(crate) nest: Option<std::sync::Arc<crate::layer::Config>>,
+    pub(crate) _body: std::marker::PhantomData<fn(ReqBody)>,
+}
+
+impl<S, ReqBody, ResBody> Launch for Launcher<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ReqBody: http_body::Body + From<Bytes> + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    fn launch(&mut self, request: Request<Bytes>, span: tracing::Span) -> ItemFuture {
+        let service = self.service.clone();
+        let limit = self.max_response_bytes;
+        let request = request.map(ReqBody::from);
+        let run: ItemFuture = match &self.nest {
+            Some(config) if config.is_batch_path(request.uri().path()) => {
+                let nested = crate::service::Batch::from_parts(service, config.clone());
+                Box::pin(run_item(nested, request, limit))
+            }
+            _ => Box::pin(run_item(service, request, limit)),
+        };
+        let timed: ItemFuture = match self.item_timeout {
+            None => Box::pin(run),
+            Some(d) => Box::pin(async move {
+                match tokio::time::timeout(d, run).await {
+                    Ok(res) => res,
+                    Err(_) => error_response(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!("the item did not answer within {} ms", d.as_millis()),
+                    ),
+                }
+            }),
+        };
+        let record = span.clone();
+        let fut = timed.map(move |res| {
+            record.record("status", res.status().as_u16());
+            res
+        });
+        match self.execution {
+            Execution::Polled => Box::pin(fut.instrument(span)),
+            Execution::Spawned => {
+                let handle = AbortOnDrop(tokio::spawn(fut.instrument(span)));
+                Box::pin(async move {
+                    let mut handle = handle;
+                    match (&mut handle.0).await {
+                        Ok(res) => res,
+                        Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "the item's task failed"),
+                    }
+                })
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<Response<Bytes>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Drives one item through the service, collects its body under the limit, and turns errors and
+/// panics into the item's own response.
+async fn run_item<S, ReqBody, ResBody>(service: S, request: Request<ReqBody>, limit: usize) -> Response<Bytes>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    ResBody: http_body::Body + Send,
+    ResBody::Error: Into<BoxError>,
+{
+    let work = async move {
+        // `oneshot` drives the clone to `poll_ready` before `call`, so a rate or concurrency
+        // limit inside counts every item.
+        let response = match service.oneshot(request).await {
+            Ok(res) => res,
+            Err(err) => {
+                let err: BoxError = err.into();
+                return error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("the service failed: {err}"),
+                );
+            }
+        };
+        let (parts, body) = response.into_parts();
+        match http_body_util::Limited::new(body, limit).collect().await {
+            Ok(collected) => Response::from_parts(parts, collected.to_bytes()),
+            Err(err) => {
+                if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    error_response(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("the item's response is larger than the limit of {limit} bytes"),
+                    )
+                } else {
+                    error_response(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("the item's response body failed: {err}"),
+                    )
+                }
+            }
+        }
+    };
+    match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::error!("a batch item's handler panicked");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "the item's handler panicked")
+        }
+    }
+}
+
+/// One item as the scheduler sees it.
+enum Slot {
+    /// Waiting to run (for its turn, or for its dependencies).
+    Waiting(Request<Bytes>, tracing::Span),
+    Running,
+    /// Answered, not yet handed to the encoder.
+    Done(Response<Bytes>),
+    Emitted,
+}
+
+/// Dependencies between items: who waits for whom.
+#[derive(Debug)]
+pub(crate) struct Graph {
+    pub(crate) dependents: Vec<Vec<usize>>,
+    pub(crate) remaining: Vec<usize>,
+}
+
+pub(crate) struct Scheduler {
+    launcher: Box<dyn Launch>,
+    slots: Vec<Slot>,
+    ready: VecDeque<usize>,
+    graph: Option<Graph>,
+    running: FuturesUnordered<Pin<Box<dyn Future<Output = (usize, Response<Bytes>)> + Send>>>,
+    next_emit: usize,
+    concurrency: usize,
+    /// Launched but not yet emitted items may not exceed this, bounding buffered answers.
+    window: usize,
+    deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
+}
+
+/// An item handed to the scheduler: a request to run, or an answer known up front.
+pub(crate) enum Entry {
+    Run(Request<Bytes>, tracing::Span),
+    Answered(Response<Bytes>),
+}
+
+impl Scheduler {
+    pub(crate) fn new(
+        launcher: Box<dyn Launch>,
+        entries: Vec<Entry>,
+        graph: Option<Graph>,
+        concurrency: usize,
+        batch_timeout: Option<Duration>,
+    ) -> Self {
+        let n = entries.len();
+        let mut slots = Vec::with_capacity(n);
+        let mut answered = Vec::new();
+        for (i, e) in entries.into_iter().enumerate() {
+            match e {
+                Entry::Run(req, span) => slots.push(Slot::Waiting(req, span)),
+                Entry::Answered(res) => {
+                    answered.push(i);
+                    slots.push(Slot::Done(res));
+                }
+            }
+        }
+        let window = if graph.is_some() { n.max(1) } else { concurrency.saturating_mul(2) };
+        let mut s = Scheduler {
+            launcher,
+            slots,
+            ready: VecDeque::new(),
+            graph,
+            running: FuturesUnordered::new(),
+            next_emit: 0,
+            concurrency,
+            window,
+            deadline: batch_timeout.map(|d| (Box::pin(tokio::time::sleep(d)), d)),
+        };
+        match &s.graph {
+            None => s.ready.extend((0..n).filter(|i| matches!(s.slots[*i], Slot::Waiting(..)))),
+            Some(g) => {
+                let roots: Vec<usize> = (0..n)
+                    .filter(|i| g.remaining[*i] == 0 && matches!(s.slots[*i], Slot::Waiting(..)))
+                    .collect();
+                s.ready.extend(roots);
+            }
+        }
+        for i in answered {
+            s.propagate(i);
+        }
+        s
+    }
+
+    /// After item `i` is answered: release or fail its dependents.
+    fn propagate(&mut self, i: usize) {
+        let Some(graph) = self.graph.as_mut() else { return };
+        let failed = match &self.slots[i] {
+            Slot::Done(res) => !res.status().is_success(),
+            _ => false,
+        };
+        let mut stack = vec![(i, failed)];
+        while let Some((j, failed)) = stack.pop() {
+            for d in std::mem::take(&mut graph.dependents[j]) {
+                if !matches!(self.slots[d], Slot::Waiting(..)) {
+                    continue;
+                }
+                if failed {
+                    self.slots[d] = Slot::Done(error_response(
+                        StatusCode::FAILED_DEPENDENCY,
+                        "an item this one depends on did not succeed, so it was not run",
+                    ));
+                    stack.push((d, true));
+                } else {
+                    graph.remaining[d] -= 1;
+                    if graph.remaining[d] == 0 {
+                        self.ready.push_back(d);
+                    }
+                }
+            }
+        }
+    }
+
+    fn launch_ready(&mut self) {
+        while self.running.len() < self.concurrency {
+            let Some(&i) = self.ready.front() else { break };
+            if i >= self.next_emit + self.window {
+                break;
+            }
+            self.ready.pop_front();
+            let Slot::Waiting(req, span) = std::mem::replace(&mut self.slots[i], Slot::Running) else {
+                continue;
+            };
+            let fut = self.launcher.launch(req, span);
+            self.running.push(Box::pin(fut.map(move |res| (i, res))));
+        }
+    }
+
+    /// Answers every unfinished item with `504` (the whole-batch deadline passed).
+    fn expire(&mut self, d: Duration) {
+        self.running = FuturesUnordered::new();
+        self.ready.clear();
+        for slot in &mut self.slots {
+            if matches!(slot, Slot::Waiting(..) | Slot::Running) {
+                *slot = Slot::Done(error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!("the batch deadline of {} ms passed before this item finished", d.as_millis()),
+                ));
+            }
+        }
+    }
+
+    /// The next answer in request order, when it and all before it are done.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(usize, Response<Bytes>)>> {
+        loop {
+            let i = self.next_emit;
+            if i >= self.slots.len() {
+                return Poll::Ready(None);
+            }
+            if matches!(self.slots[i], Slot::Done(_)) {
+                let Slot::Done(res) = std::mem::replace(&mut self.slots[i], Slot::Emitted) else {
+                    unreachable!("checked above")
+                };
+                self.next_emit += 1;
+                return Poll::Ready(Some((i, res)));
+            }
+            if let Some((sleep, d)) = &mut self.deadline {
+                if sleep.as_mut().poll(cx).is_ready() {
+                    let d = *d;
+                    self.deadline = None;
+                    self.expire(d);
+                    continue;
+                }
+            }
+            self.launch_ready();
+            match self.running.poll_next_unpin(cx) {
+                Poll::Ready(Some((j, res))) => {
+                    self.slots[j] = Slot::Done(res);
+                    self.propagate(j);
+                }
+                Poll::Ready(None) => {
+                    // Nothing runs and the next item is not done: it waits on something that
+                    // can never happen. Dependency validation prevents this; answer rather
+                    // than hang if it ever does.
+                    if self.ready.is_empty() {
+                        self.slots[i] = Slot::Done(error_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the item could not be scheduled",
+                        ));
+                    }
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
