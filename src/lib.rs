@@ -21,6 +21,9 @@ mod service;
 
 pub mod format;
 
+#[cfg(feature = "client")]
+pub mod client;
+
 #[cfg(feature = "axum")]
 mod axum_support;
 #[cfg(feature = "hyper")]

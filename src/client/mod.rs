@@ -1,0 +1,1 @@
+//! Building batches, sending them through any tower client, and reading the answers.
