@@ -63,6 +63,23 @@ pub struct DecodeContext<'a> {
     pub store: &'a BatchStore,
 }
 
+impl<'a> DecodeContext<'a> {
+    /// A context for decoding outside the layer: in tests, benches, or a client.
+    pub fn new(
+        parts: &'a http::request::Parts,
+        content_type: &'a mime::Mime,
+        limits: &'a Limits,
+        store: &'a BatchStore,
+    ) -> Self {
+        DecodeContext {
+            parts,
+            content_type,
+            limits,
+            store,
+        }
+    }
+}
+
 impl fmt::Debug for DecodeContext<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DecodeContext")
