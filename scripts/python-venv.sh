@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Creates (idempotently) the Python virtualenv used by the interop tests in
+# tests/python/, with Google's API client libraries pinned.
+#
+# Usage: scripts/python-venv.sh
+#   HTTP_BATCH_PYVENV=/some/dir  override the venv location (default: target/pyvenv
+#                                under the repository root)
+#   PYTHON=python3.11            interpreter used to create the venv (default: python3)
+#
+# The last line printed is the absolute path of the venv's python interpreter.
+# When the venv already holds the pinned versions this returns at once, without
+# touching the network.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${HTTP_BATCH_PYVENV:-$ROOT/target/pyvenv}"
+PYTHON="${PYTHON:-python3}"
+
+PACKAGES=(
+  "google-api-python-client==2.202.0"
+  "google-auth==2.62.2"
+  "google-auth-httplib2==0.4.4"
+  "httplib2==0.32.1"
+)
+
+# A stamp records what was installed; when it matches, there is nothing to do.
+STAMP="$VENV/.http-batch-stamp"
+WANT="$(printf '%s\n' "${PACKAGES[@]}")"
+
+if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
+  echo "$VENV/bin/python"
+  exit 0
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  echo "creating virtualenv at $VENV" >&2
+  mkdir -p "$(dirname "$VENV")"
+  "$PYTHON" -m venv "$VENV" >&2
+fi
+
+echo "installing ${PACKAGES[*]}" >&2
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+  --no-input "${PACKAGES[@]}" >&2
+"$VENV/bin/python" -c 'import googleapiclient, google.auth, google_auth_httplib2, httplib2' >&2
+
+printf '%s\n' "${PACKAGES[@]}" >"$STAMP"
+echo "$VENV/bin/python"
