@@ -13,7 +13,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 /// shape:
 ///
 /// ```json
-/// {"error":{"code":413,"status":"TOO_MANY_ITEMS","message":"batch has 1001 items; the limit is 1000","count":1001,"limit":1000}}
+/// {"error":{"code":413,"status":"INVALID_ARGUMENT","reason":"TOO_MANY_ITEMS","message":"batch has 1001 items; the limit is 1000","count":1001,"limit":1000}}
 /// ```
 ///
 /// Problems with a single item are not `BatchError`s: they become that item's own response.
@@ -125,7 +125,9 @@ impl fmt::Display for BatchError {
             BatchError::MissingBoundary => {
                 write!(f, "multipart/mixed content type has no boundary parameter")
             }
-            BatchError::InvalidBoundary { reason } => write!(f, "invalid multipart boundary: {reason}"),
+            BatchError::InvalidBoundary { reason } => {
+                write!(f, "invalid multipart boundary: {reason}")
+            }
             BatchError::Framing { reason } => write!(f, "broken multipart framing: {reason}"),
             BatchError::Malformed { reason } => write!(f, "malformed batch: {reason}"),
             BatchError::Empty => write!(f, "the batch contains no items"),
@@ -136,7 +138,7 @@ impl fmt::Display for BatchError {
                 write!(f, "batch body is larger than the limit of {limit} bytes")
             }
             BatchError::PartTooLarge { index, limit } => {
-                write!(f, "part {index} is larger than the limit of {limit} bytes")
+                write!(f, "part {} is larger than the limit of {limit} bytes", index + 1)
             }
             BatchError::ReadTimeout { timeout } => write!(
                 f,
@@ -178,7 +180,7 @@ impl BatchError {
         }
     }
 
-    /// A short machine-readable name for this problem, used as the `status` field of the body.
+    /// A short machine-readable name for this problem, used as the `reason` field of the body.
     pub fn kind(&self) -> &'static str {
         match self {
             BatchError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
@@ -204,7 +206,8 @@ impl BatchError {
     pub fn to_json(&self) -> serde_json::Value {
         let mut error = serde_json::json!({
             "code": self.status().as_u16(),
-            "status": self.kind(),
+            "status": google_status(self.status()),
+            "reason": self.kind(),
             "message": self.to_string(),
         });
         let obj = error.as_object_mut().expect("object literal");
@@ -297,13 +300,31 @@ impl fmt::Display for ItemError {
 
 impl std::error::Error for ItemError {}
 
-/// A JSON error response in Google's shape: `{"error":{"code":..,"message":..}}`.
+/// The canonical error code Google's APIs put in `error.status` for an HTTP status.
+pub(crate) fn google_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 405 | 411 | 413 | 414 | 415 | 431 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        408 | 504 => "DEADLINE_EXCEEDED",
+        409 => "ABORTED",
+        412 | 424 => "FAILED_PRECONDITION",
+        429 | 507 => "RESOURCE_EXHAUSTED",
+        501 => "UNIMPLEMENTED",
+        502 | 503 => "UNAVAILABLE",
+        s if s >= 500 => "INTERNAL",
+        _ => "UNKNOWN",
+    }
+}
+
+/// A JSON error response in Google's shape: `{"error":{"code":..,"message":..,"status":..}}`.
 pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<Bytes> {
     let body = serde_json::json!({
         "error": {
             "code": status.as_u16(),
             "message": message,
-            "status": status.canonical_reason().unwrap_or("Error"),
+            "status": google_status(status),
         }
     });
     let mut res = Response::new(Bytes::from(body.to_string()));

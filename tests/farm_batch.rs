@@ -317,7 +317,8 @@ async fn envelope_errors() {
             .starts_with("application/json"));
         let j = raw.json();
         assert_eq!(j["error"]["code"], status);
-        assert_eq!(j["error"]["status"], kind);
+        assert_eq!(j["error"]["reason"], kind);
+        assert!(j["error"]["status"].as_str().is_some_and(|s| s.chars().all(|c| c.is_ascii_uppercase() || c == '_')));
         let msg = j["error"]["message"].as_str().unwrap();
         assert!(msg.contains(words), "{msg:?} should say {words:?}");
         j

@@ -16,7 +16,11 @@ use crate::limits::Limits;
 /// Tolerates a preamble and an epilogue, bare LF or mixed line endings, whitespace after a
 /// boundary, and a missing line ending after the closing delimiter. The body must hold an opening
 /// and a closing delimiter.
-pub fn split_parts(body: &Bytes, boundary: &[u8], limits: &Limits) -> Result<Vec<Bytes>, BatchError> {
+pub fn split_parts(
+    body: &Bytes,
+    boundary: &[u8],
+    limits: &Limits,
+) -> Result<Vec<Bytes>, BatchError> {
     // "\n--boundary": a delimiter always starts a line.
     let mut needle = Vec::with_capacity(boundary.len() + 3);
     needle.extend_from_slice(b"\n--");
@@ -64,7 +68,8 @@ pub fn split_parts(body: &Bytes, boundary: &[u8], limits: &Limits) -> Result<Vec
             None => {
                 return Err(BatchError::Framing {
                     reason: format!(
-                        "part {count} is not followed by a boundary; the closing boundary `--{}--` is missing",
+                        "part {} is not followed by a boundary; the closing boundary `--{}--` is missing",
+                        count + 1,
                         String::from_utf8_lossy(boundary)
                     ),
                 })
@@ -104,7 +109,12 @@ pub fn split_parts(body: &Bytes, boundary: &[u8], limits: &Limits) -> Result<Vec
 
 /// The index of the next delimiter line (pointing at its first `-`) at or after `from`, skipping
 /// false matches where the boundary is only the prefix of a longer token.
-fn find_delimiter(finder: &memmem::Finder<'_>, buf: &[u8], from: usize, delim_len: usize) -> Option<usize> {
+fn find_delimiter(
+    finder: &memmem::Finder<'_>,
+    buf: &[u8],
+    from: usize,
+    delim_len: usize,
+) -> Option<usize> {
     let mut from = from;
     while let Some(rel) = finder.find(&buf[from..]) {
         let at = from + rel + 1;
@@ -146,7 +156,12 @@ mod tests {
     use super::*;
 
     fn split(body: &str, b: &str) -> Result<Vec<String>, BatchError> {
-        split_parts(&Bytes::copy_from_slice(body.as_bytes()), b.as_bytes(), &Limits::default()).map(|v| {
+        split_parts(
+            &Bytes::copy_from_slice(body.as_bytes()),
+            b.as_bytes(),
+            &Limits::default(),
+        )
+        .map(|v| {
             v.into_iter()
                 .map(|p| String::from_utf8(p.to_vec()).unwrap())
                 .collect()
@@ -166,7 +181,11 @@ mod tests {
 
     #[test]
     fn preamble_epilogue_and_padding() {
-        let parts = split("preamble\r\n--b  \r\nA\r\n--b\t\r\nB\r\n--b--  \r\nepilogue", "b").unwrap();
+        let parts = split(
+            "preamble\r\n--b  \r\nA\r\n--b\t\r\nB\r\n--b--  \r\nepilogue",
+            "b",
+        )
+        .unwrap();
         assert_eq!(parts, ["A", "B"]);
     }
 
@@ -222,7 +241,8 @@ mod tests {
     #[test]
     fn part_too_large() {
         let limits = Limits::default().max_part_bytes(3);
-        let err = split_parts(&Bytes::from_static(b"--b\r\nabcd\r\n--b--"), b"b", &limits).unwrap_err();
+        let err =
+            split_parts(&Bytes::from_static(b"--b\r\nabcd\r\n--b--"), b"b", &limits).unwrap_err();
         assert_eq!(err, BatchError::PartTooLarge { index: 0, limit: 3 });
     }
 }
