@@ -318,7 +318,9 @@ async fn envelope_errors() {
         let j = raw.json();
         assert_eq!(j["error"]["code"], status);
         assert_eq!(j["error"]["reason"], kind);
-        assert!(j["error"]["status"].as_str().is_some_and(|s| s.chars().all(|c| c.is_ascii_uppercase() || c == '_')));
+        assert!(j["error"]["status"]
+            .as_str()
+            .is_some_and(|s| s.chars().all(|c| c.is_ascii_uppercase() || c == '_')));
         let msg = j["error"]["message"].as_str().unwrap();
         assert!(msg.contains(words), "{msg:?} should say {words:?}");
         j
@@ -566,4 +568,34 @@ async fn sequential_mode_runs_items_one_by_one_in_order() {
         *log.lock().unwrap(),
         ["start a", "end a", "start b", "end b", "start c", "end c"]
     );
+}
+
+#[tokio::test]
+async fn multipart_depends_on_orders_items_and_propagates_failure() {
+    let addr = farm::spawn(None).await;
+    let body = "--b\r\nContent-Type: application/http\r\nContent-ID: <read>\r\nDepends-On: <create>\r\n\r\n\
+GET /farm/v1/animals/llama\r\n\
+--b\r\nContent-Type: application/http\r\nContent-ID: <create>\r\n\r\n\
+POST /farm/v1/animals\r\nContent-Type: application/json\r\n\r\n{\"animalName\":\"llama\"}\r\n\
+--b\r\nContent-Type: application/http\r\nContent-ID: <bad>\r\n\r\n\
+GET /farm/v1/animals/unicorn\r\n\
+--b\r\nContent-Type: application/http\r\nContent-ID: <after-bad>\r\nDepends-On: <bad>, <create>\r\n\r\n\
+DELETE /farm/v1/animals/llama\r\n\
+--b--\r\n";
+    let p = parts(&post_batch(addr, "/batch", "b", body).await).await;
+    // The read waited for the create, although it comes first; the delete never ran.
+    assert_eq!(
+        p.iter().map(|p| p.status).collect::<Vec<_>>(),
+        [200, 200, 404, 424]
+    );
+    assert_eq!(p[0].json()["animalName"], "llama");
+    let raw = post_batch(
+        addr,
+        "/batch",
+        "b",
+        "--b\r\nContent-Type: application/http\r\nContent-ID: <x>\r\nDepends-On: <y>\r\n\r\nGET /farm/v1/farmers\r\n--b\r\nContent-Type: application/http\r\nContent-ID: <y>\r\nDepends-On: <x>\r\n\r\nGET /farm/v1/farmers\r\n--b--",
+    )
+    .await;
+    assert_eq!(raw.status, 400);
+    assert_eq!(raw.json()["error"]["reason"], "DEPENDENCY_CYCLE");
 }

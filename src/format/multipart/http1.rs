@@ -34,7 +34,10 @@ pub fn parse_request(raw: &Bytes, limits: &Limits) -> Result<Request<Bytes>, Ite
         ))
     })?;
     let target = words.next().ok_or_else(|| {
-        ItemError::bad_request(format!("nested request line `{}` has no target", lossy(line)))
+        ItemError::bad_request(format!(
+            "nested request line `{}` has no target",
+            lossy(line)
+        ))
     })?;
     let version = match words.next() {
         None | Some(b"HTTP/1.1") => Version::HTTP_11,
@@ -80,7 +83,10 @@ pub fn parse_response(raw: &Bytes, limits: &Limits) -> Result<Response<Bytes>, I
     }
     let code = words.next().unwrap_or_default();
     let status = StatusCode::from_bytes(code).map_err(|_| {
-        ItemError::bad_request(format!("invalid status code in nested status line `{}`", lossy(line)))
+        ItemError::bad_request(format!(
+            "invalid status code in nested status line `{}`",
+            lossy(line)
+        ))
     })?;
     let (headers, body_start) = parse_headers(raw, after_line, limits)?;
     let body = body_of(raw, body_start, &headers)?;
@@ -117,7 +123,8 @@ fn next_line(raw: &[u8], start: usize) -> Option<(&[u8], usize)> {
 }
 
 fn parse_target(target: &[u8]) -> Result<Uri, ItemError> {
-    let bad = |why: &str| ItemError::bad_request(format!("invalid target `{}`: {why}", lossy(target)));
+    let bad =
+        |why: &str| ItemError::bad_request(format!("invalid target `{}`: {why}", lossy(target)));
     let uri = if target.first() == Some(&b'/') {
         Uri::try_from(target).map_err(|e| bad(&e.to_string()))?
     } else if target.starts_with(b"http://") || target.starts_with(b"https://") {
@@ -128,7 +135,9 @@ fn parse_target(target: &[u8]) -> Result<Uri, ItemError> {
         uri
     } else if target == b"*" {
         return Err(bad("asterisk-form targets cannot be batched"));
-    } else if memchr::memmem::find(target, b"://").is_some() || target.contains(&b':') && !target.contains(&b'/') {
+    } else if memchr::memmem::find(target, b"://").is_some()
+        || target.contains(&b':') && !target.contains(&b'/')
+    {
         return Err(bad("only http and https absolute targets are allowed"));
     } else {
         // A path without its leading slash, as some clients write it.
@@ -141,7 +150,11 @@ fn parse_target(target: &[u8]) -> Result<Uri, ItemError> {
 }
 
 /// Parses header fields starting at `start`, up to and including the blank line.
-fn parse_headers(raw: &[u8], start: usize, limits: &Limits) -> Result<(HeaderMap, usize), ItemError> {
+fn parse_headers(
+    raw: &[u8],
+    start: usize,
+    limits: &Limits,
+) -> Result<(HeaderMap, usize), ItemError> {
     if start >= raw.len() {
         return Ok((HeaderMap::new(), raw.len()));
     }
@@ -176,7 +189,11 @@ fn parse_headers(raw: &[u8], start: usize, limits: &Limits) -> Result<(HeaderMap
                     check_head_size(rest.len(), limits)?;
                     return Ok((map, raw.len()));
                 }
-                _ => return Err(ItemError::bad_request("nested message headers are malformed")),
+                _ => {
+                    return Err(ItemError::bad_request(
+                        "nested message headers are malformed",
+                    ))
+                }
             }
         }
     };
@@ -227,7 +244,9 @@ fn body_of(raw: &Bytes, start: usize, headers: &HeaderMap) -> Result<Bytes, Item
             .and_then(|s| s.trim().parse::<usize>().ok())
             .ok_or_else(|| ItemError::bad_request("invalid Content-Length in nested message"))?;
         if declared.is_some_and(|d| d != n) {
-            return Err(ItemError::bad_request("conflicting Content-Length values in nested message"));
+            return Err(ItemError::bad_request(
+                "conflicting Content-Length values in nested message",
+            ));
         }
         declared = Some(n);
     }
@@ -238,7 +257,10 @@ fn body_of(raw: &Bytes, start: usize, headers: &HeaderMap) -> Result<Bytes, Item
             body.len()
         )));
     }
-    if body[n..].iter().any(|c| !matches!(c, b'\r' | b'\n' | b' ' | b'\t')) {
+    if body[n..]
+        .iter()
+        .any(|c| !matches!(c, b'\r' | b'\n' | b' ' | b'\t'))
+    {
         return Err(ItemError::bad_request(format!(
             "nested message declares Content-Length {n} but its part carries {} bytes",
             body.len()
@@ -300,7 +322,9 @@ mod tests {
     #[test]
     fn smuggling_rejected() {
         assert!(req("POST /a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n").is_err());
-        assert!(req("POST /a\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\nab").is_err());
+        assert!(
+            req("POST /a\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\nab").is_err()
+        );
     }
 
     #[test]
@@ -332,11 +356,16 @@ mod tests {
 
     #[test]
     fn response_parses() {
-        let raw = Bytes::from_static(b"HTTP/1.1 404 Not Found\nContent-Type: application/json\nContent-Length: 2\n\n{}");
+        let raw = Bytes::from_static(
+            b"HTTP/1.1 404 Not Found\nContent-Type: application/json\nContent-Length: 2\n\n{}",
+        );
         let r = parse_response(&raw, &Limits::default()).unwrap();
         assert_eq!(r.status(), 404);
         assert_eq!(r.body().as_ref(), b"{}");
         let raw = Bytes::from_static(b"HTTP/1.1 204\r\n\r\n");
-        assert_eq!(parse_response(&raw, &Limits::default()).unwrap().status(), 204);
+        assert_eq!(
+            parse_response(&raw, &Limits::default()).unwrap().status(),
+            204
+        );
     }
 }

@@ -1,5 +1,12 @@
 //! Google / OData style `multipart/mixed` batches, where each part is `application/http`.
 //!
+//! # Dependencies
+//!
+//! Google's format has no way for items to wait for each other. As an extension, a part may
+//! carry `Depends-On: <id1>, <id2>` naming the `Content-ID`s of earlier or later parts: it then
+//! runs only after those answered with a 2xx, and is answered `424 Failed Dependency` otherwise,
+//! exactly like `dependsOn` in JSON batches. Parts without the header are unaffected.
+//!
 //! The reader is tolerant (bare LF, folded part headers, preambles, request lines without a
 //! version, ...); the writer is strict RFC 2046 / RFC 9112 text with CRLF everywhere.
 
@@ -98,6 +105,15 @@ fn decode_part(raw: Bytes, limits: &crate::Limits) -> Item {
     if let Some(cid) = head.content_id {
         let key = strip_angles(&cid).to_owned();
         item = item.with_id(key).with_echo(cid);
+    }
+    if let Some(deps) = head.depends_on {
+        let deps = deps
+            .split(',')
+            .map(strip_angles)
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned)
+            .collect();
+        item = item.with_depends_on(deps);
     }
     item
 }

@@ -14,11 +14,15 @@ pub(crate) struct PartHead {
     pub(crate) content_type: Option<String>,
     pub(crate) content_id: Option<String>,
     pub(crate) transfer_encoding: Option<String>,
+    pub(crate) depends_on: Option<String>,
 }
 
 /// Reads the part headers; returns them and the range of the part's content (the nested
 /// message). A part that starts straight with a request line has no headers.
-pub(crate) fn parse_part(raw: &[u8], limits: &Limits) -> Result<(PartHead, Range<usize>), ItemError> {
+pub(crate) fn parse_part(
+    raw: &[u8],
+    limits: &Limits,
+) -> Result<(PartHead, Range<usize>), ItemError> {
     let mut head = PartHead::default();
     if starts_like_request_line(raw) {
         return Ok((head, 0..raw.len()));
@@ -51,7 +55,9 @@ pub(crate) fn parse_part(raw: &[u8], limits: &Limits) -> Result<(PartHead, Range
         if line[0] == b' ' || line[0] == b'\t' {
             // Folded: per RFC 5322 unfolding removes only the line break.
             let Some((_, value)) = current.as_mut() else {
-                return Err(ItemError::bad_request("part headers start with a continuation line"));
+                return Err(ItemError::bad_request(
+                    "part headers start with a continuation line",
+                ));
             };
             value.push_str(&String::from_utf8_lossy(line));
             continue;
@@ -85,12 +91,16 @@ fn finish(head: &mut PartHead, header: Option<(String, String)>) {
         head.content_id = Some(value);
     } else if name.eq_ignore_ascii_case("content-transfer-encoding") {
         head.transfer_encoding = Some(value);
+    } else if name.eq_ignore_ascii_case("depends-on") {
+        head.depends_on = Some(value);
     }
 }
 
 /// `GET /x`, `POST http://...`: an uppercase token and a space, with no colon before the space.
 fn starts_like_request_line(raw: &[u8]) -> bool {
-    let Some(sp) = memchr::memchr(b' ', raw) else { return false };
+    let Some(sp) = memchr::memchr(b' ', raw) else {
+        return false;
+    };
     sp > 0 && sp < 16 && raw[..sp].iter().all(|c| c.is_ascii_uppercase())
 }
 
@@ -99,13 +109,14 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<(PartHead, String), ItemError> {
-        parse_part(s.as_bytes(), &Limits::default())
-            .map(|(h, r)| (h, s[r].to_owned()))
+        parse_part(s.as_bytes(), &Limits::default()).map(|(h, r)| (h, s[r].to_owned()))
     }
 
     #[test]
     fn headers_and_content() {
-        let (h, rest) = parse("Content-Type: application/http\r\nContent-ID: <a+b>\r\n\r\nGET / HTTP/1.1\r\n").unwrap();
+        let (h, rest) =
+            parse("Content-Type: application/http\r\nContent-ID: <a+b>\r\n\r\nGET / HTTP/1.1\r\n")
+                .unwrap();
         assert_eq!(h.content_type.as_deref(), Some("application/http"));
         assert_eq!(h.content_id.as_deref(), Some("<a+b>"));
         assert_eq!(rest, "GET / HTTP/1.1\r\n");
@@ -113,7 +124,9 @@ mod tests {
 
     #[test]
     fn folded_content_id_is_unfolded() {
-        let (h, _) = parse("content-id:\n <abc+\n\tdef>\nContent-Type: application/http\n\nGET /\n").unwrap();
+        let (h, _) =
+            parse("content-id:\n <abc+\n\tdef>\nContent-Type: application/http\n\nGET /\n")
+                .unwrap();
         assert_eq!(h.content_id.as_deref(), Some("<abc+\tdef>"));
     }
 

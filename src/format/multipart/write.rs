@@ -71,10 +71,12 @@ pub(crate) fn response_content_id(request_id: &str) -> Option<String> {
     if t.is_empty() || t.bytes().any(|c| c.is_ascii_control() && c != b'\t') {
         return None;
     }
-    Some(match t.strip_prefix('<').and_then(|s| s.strip_suffix('>')) {
-        Some(inner) => format!("<response-{inner}>"),
-        None => format!("response-{t}"),
-    })
+    Some(
+        match t.strip_prefix('<').and_then(|s| s.strip_suffix('>')) {
+            Some(inner) => format!("<response-{inner}>"),
+            None => format!("response-{t}"),
+        },
+    )
 }
 
 /// Headers the part writer sets itself or that make no sense inside a part.
@@ -155,7 +157,12 @@ fn put_status_line(status: StatusCode, out: &mut BytesMut) {
 
 /// Writes one request part (the client side): delimiter, part headers with `Content-ID: <id>`, and
 /// the nested HTTP/1.1 request in origin form.
-pub fn write_request(boundary: &str, content_id: Option<&str>, request: &Request<Bytes>, out: &mut BytesMut) {
+pub fn write_request(
+    boundary: &str,
+    content_id: Option<&str>,
+    request: &Request<Bytes>,
+    out: &mut BytesMut,
+) {
     let body = request.body();
     out.reserve(boundary.len() + 128 + head_size(request.headers()) + body.len());
     out.put_slice(b"--");
@@ -199,14 +206,22 @@ mod tests {
     #[test]
     fn boundary_is_a_plain_token() {
         let b = new_boundary();
-        assert!(b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'));
+        assert!(b
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'));
         assert_ne!(b, new_boundary());
     }
 
     #[test]
     fn content_id_echo() {
-        assert_eq!(response_content_id("<a+b c>").as_deref(), Some("<response-a+b c>"));
-        assert_eq!(response_content_id("item1").as_deref(), Some("response-item1"));
+        assert_eq!(
+            response_content_id("<a+b c>").as_deref(),
+            Some("<response-a+b c>")
+        );
+        assert_eq!(
+            response_content_id("item1").as_deref(),
+            Some("response-item1")
+        );
         assert_eq!(response_content_id(""), None);
         assert_eq!(response_content_id("a\rb"), None);
     }
@@ -215,7 +230,8 @@ mod tests {
     fn part_is_strict() {
         let mut res = Response::new(Bytes::from_static(b"{}"));
         *res.status_mut() = StatusCode::from_u16(299).unwrap();
-        res.headers_mut().insert("content-length", HeaderValue::from_static("99"));
+        res.headers_mut()
+            .insert("content-length", HeaderValue::from_static("99"));
         let mut out = BytesMut::new();
         write_response_part("b", Some("<x>"), &res, &mut out);
         assert_eq!(
