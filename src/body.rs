@@ -76,7 +76,10 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.project().kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx),
             KindProj::Batch { body } => body.poll_frame(cx).map(|f| f.map(|d| Ok(Frame::data(d)))),
@@ -96,7 +99,9 @@ where
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
             Kind::Batch { .. } => SizeHint::default(),
-            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }
@@ -155,7 +160,9 @@ impl BatchBody {
         loop {
             match self.scheduler.poll_next(cx) {
                 Poll::Ready(Some((index, mut response))) => {
-                    if let (Some(name), Some(Some(id))) = (&self.request_id_header, self.request_ids.get(index)) {
+                    if let (Some(name), Some(Some(id))) =
+                        (&self.request_id_header, self.request_ids.get(index))
+                    {
                         if !response.headers().contains_key(name) {
                             response.headers_mut().insert(name.clone(), id.clone());
                         }
@@ -165,7 +172,8 @@ impl BatchBody {
                         response = over_budget(self.max_response_bytes);
                     }
                     let before = self.buf.len();
-                    self.encoder.item(&self.metas[index], &response, &mut self.buf);
+                    self.encoder
+                        .item(&self.metas[index], &response, &mut self.buf);
                     tracing::trace!(index, bytes = self.buf.len() - before, "item encoded");
                     if self.buf.len() >= FRAME_BYTES {
                         return Poll::Ready(Some(self.take()));

@@ -138,7 +138,11 @@ impl fmt::Display for BatchError {
                 write!(f, "batch body is larger than the limit of {limit} bytes")
             }
             BatchError::PartTooLarge { index, limit } => {
-                write!(f, "part {} is larger than the limit of {limit} bytes", index + 1)
+                write!(
+                    f,
+                    "part {} is larger than the limit of {limit} bytes",
+                    index + 1
+                )
             }
             BatchError::ReadTimeout { timeout } => write!(
                 f,

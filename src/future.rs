@@ -59,7 +59,9 @@ impl<F, B> fmt::Debug for ResponseFuture<F, B> {
             Kind::Reject { .. } => "Reject",
             Kind::Batch { .. } => "Batch",
         };
-        f.debug_struct("ResponseFuture").field("kind", &kind).finish()
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
     }
 }
 

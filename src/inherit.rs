@@ -167,15 +167,22 @@ pub(crate) fn prepare(
             .as_ref()
             .is_some_and(|allow| !allow.contains(&method))
     {
-        return Err(forbidden(format!("{method} requests may not be batched here")));
+        return Err(forbidden(format!(
+            "{method} requests may not be batched here"
+        )));
     }
-    if policy.deny_prefixes.iter().any(|p| path.starts_with(p.as_str()))
+    if policy
+        .deny_prefixes
+        .iter()
+        .any(|p| path.starts_with(p.as_str()))
         || policy
             .allow_prefixes
             .as_ref()
             .is_some_and(|allow| !allow.iter().any(|p| path.starts_with(p.as_str())))
     {
-        return Err(forbidden(format!("`{path}` may not be called inside a batch")));
+        return Err(forbidden(format!(
+            "`{path}` may not be called inside a batch"
+        )));
     }
     if config.is_batch_path(path) && outer.depth >= config.max_nesting {
         return Err(ItemError::bad_request(
@@ -249,8 +256,9 @@ pub(crate) fn prepare(
         if let Some(merged) = merged {
             let path = req.uri().path();
             let pq = format!("{path}?{merged}");
-            let uri = Uri::try_from(pq)
-                .map_err(|_| ItemError::bad_request("item query could not be merged with the batch query"))?;
+            let uri = Uri::try_from(pq).map_err(|_| {
+                ItemError::bad_request("item query could not be merged with the batch query")
+            })?;
             *req.uri_mut() = uri;
         }
     }
@@ -292,7 +300,10 @@ mod tests {
 
     #[test]
     fn query_merge_item_wins() {
-        assert_eq!(merge_query(Some("a=1"), "a=2&b=3").as_deref(), Some("a=1&b=3"));
+        assert_eq!(
+            merge_query(Some("a=1"), "a=2&b=3").as_deref(),
+            Some("a=1&b=3")
+        );
         assert_eq!(merge_query(None, "b=3").as_deref(), Some("b=3"));
         assert_eq!(merge_query(Some("b=1"), "b=3"), None);
     }

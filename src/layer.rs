@@ -187,7 +187,10 @@ impl fmt::Debug for BatchLayer {
         f.debug_struct("BatchLayer")
             .field(
                 "paths",
-                &c.routes.iter().map(|r| r.pattern.raw.as_str()).collect::<Vec<_>>(),
+                &c.routes
+                    .iter()
+                    .map(|r| r.pattern.raw.as_str())
+                    .collect::<Vec<_>>(),
             )
             .field(
                 "formats",

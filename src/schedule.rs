@@ -89,7 +89,10 @@ where
                     let mut handle = handle;
                     match (&mut handle.0).await {
                         Ok(res) => res,
-                        Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "the item's task failed"),
+                        Err(_) => error_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the item's task failed",
+                        ),
                     }
                 })
             }
@@ -107,7 +110,11 @@ impl Drop for AbortOnDrop {
 
 /// Drives one item through the service, collects its body under the limit, and turns errors and
 /// panics into the item's own response.
-async fn run_item<S, ReqBody, ResBody>(service: S, request: Request<ReqBody>, limit: usize) -> Response<Bytes>
+async fn run_item<S, ReqBody, ResBody>(
+    service: S,
+    request: Request<ReqBody>,
+    limit: usize,
+) -> Response<Bytes>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send,
     S::Future: Send,
@@ -132,7 +139,10 @@ where
         match http_body_util::Limited::new(body, limit).collect().await {
             Ok(collected) => Response::from_parts(parts, collected.to_bytes()),
             Err(err) => {
-                if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if err
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     error_response(
                         StatusCode::BAD_GATEWAY,
                         &format!("the item's response is larger than the limit of {limit} bytes"),
@@ -150,7 +160,10 @@ where
         Ok(res) => res,
         Err(_) => {
             tracing::error!("a batch item's handler panicked");
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, "the item's handler panicked")
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the item's handler panicked",
+            )
         }
     }
 }
@@ -211,7 +224,11 @@ impl Scheduler {
                 }
             }
         }
-        let window = if graph.is_some() { n.max(1) } else { concurrency.saturating_mul(2) };
+        let window = if graph.is_some() {
+            n.max(1)
+        } else {
+            concurrency.saturating_mul(2)
+        };
         let mut s = Scheduler {
             launcher,
             slots,
@@ -224,7 +241,9 @@ impl Scheduler {
             deadline: batch_timeout.map(|d| (Box::pin(tokio::time::sleep(d)), d)),
         };
         match &s.graph {
-            None => s.ready.extend((0..n).filter(|i| matches!(s.slots[*i], Slot::Waiting(..)))),
+            None => s
+                .ready
+                .extend((0..n).filter(|i| matches!(s.slots[*i], Slot::Waiting(..)))),
             Some(g) => {
                 let roots: Vec<usize> = (0..n)
                     .filter(|i| g.remaining[*i] == 0 && matches!(s.slots[*i], Slot::Waiting(..)))
@@ -240,7 +259,9 @@ impl Scheduler {
 
     /// After item `i` is answered: release or fail its dependents.
     fn propagate(&mut self, i: usize) {
-        let Some(graph) = self.graph.as_mut() else { return };
+        let Some(graph) = self.graph.as_mut() else {
+            return;
+        };
         let failed = match &self.slots[i] {
             Slot::Done(res) => !res.status().is_success(),
             _ => false,
@@ -274,7 +295,8 @@ impl Scheduler {
                 break;
             }
             self.ready.pop_front();
-            let Slot::Waiting(req, span) = std::mem::replace(&mut self.slots[i], Slot::Running) else {
+            let Slot::Waiting(req, span) = std::mem::replace(&mut self.slots[i], Slot::Running)
+            else {
                 continue;
             };
             let fut = self.launcher.launch(req, span);
@@ -290,14 +312,20 @@ impl Scheduler {
             if matches!(slot, Slot::Waiting(..) | Slot::Running) {
                 *slot = Slot::Done(error_response(
                     StatusCode::GATEWAY_TIMEOUT,
-                    &format!("the batch deadline of {} ms passed before this item finished", d.as_millis()),
+                    &format!(
+                        "the batch deadline of {} ms passed before this item finished",
+                        d.as_millis()
+                    ),
                 ));
             }
         }
     }
 
     /// The next answer in request order, when it and all before it are done.
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(usize, Response<Bytes>)>> {
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<(usize, Response<Bytes>)>> {
         loop {
             let i = self.next_emit;
             if i >= self.slots.len() {

@@ -33,7 +33,9 @@ pub struct Batch<S> {
 
 impl<S: fmt::Debug> fmt::Debug for Batch<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Batch").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("Batch")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,8 +111,13 @@ where
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let parsed = content_type.as_deref().and_then(|ct| ct.parse::<mime::Mime>().ok());
-        let format = parsed.as_ref().and_then(|m| format::pick(formats, m)).cloned();
+        let parsed = content_type
+            .as_deref()
+            .and_then(|ct| ct.parse::<mime::Mime>().ok());
+        let format = parsed
+            .as_ref()
+            .and_then(|m| format::pick(formats, m))
+            .cloned();
         let (Some(format), Some(mime)) = (format, parsed) else {
             return reject(BatchError::UnsupportedMediaType {
                 content_type,
@@ -138,7 +145,11 @@ fn error_body<B>(err: BatchError) -> Response<ResponseBody<B>> {
     err.to_response().map(ResponseBody::full)
 }
 
-async fn read_body<B>(body: B, parts: &http::request::Parts, config: &Config) -> Result<Bytes, BatchError>
+async fn read_body<B>(
+    body: B,
+    parts: &http::request::Parts,
+    config: &Config,
+) -> Result<Bytes, BatchError>
 where
     B: http_body::Body,
     B::Error: Into<BoxError>,
@@ -160,7 +171,10 @@ where
             timeout: limits.read_timeout,
         }),
         Ok(Err(err)) => {
-            if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(BatchError::BodyTooLarge {
                     limit: limits.max_body_bytes,
                 })
@@ -212,7 +226,10 @@ pub(crate) fn check_items(items: &[Item]) -> Result<Option<Graph>, BatchError> {
             cycle: cycle.into_iter().map(name).collect(),
         });
     }
-    Ok(Some(Graph { dependents, remaining }))
+    Ok(Some(Graph {
+        dependents,
+        remaining,
+    }))
 }
 
 /// A cycle in the "depends on" graph, as item indexes with the first repeated at the end.
@@ -235,7 +252,10 @@ fn find_cycle(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
                         path.push((dep, 0));
                     }
                     1 => {
-                        let start = path.iter().position(|(n, _)| *n == dep).expect("on the path");
+                        let start = path
+                            .iter()
+                            .position(|(n, _)| *n == dep)
+                            .expect("on the path");
                         let mut cycle: Vec<usize> = path[start..].iter().map(|(n, _)| *n).collect();
                         cycle.push(dep);
                         return Some(cycle);
@@ -304,7 +324,10 @@ where
             .map(|r| weigh(r))
             .fold(0u64, u64::saturating_add);
         if cost > *limit {
-            return error_body(BatchError::CostExceeded { cost, limit: *limit });
+            return error_body(BatchError::CostExceeded {
+                cost,
+                limit: *limit,
+            });
         }
     }
     let encoder = format.encoder(&cx);
@@ -371,7 +394,13 @@ where
         nest: (config.max_nesting > 0).then(|| config.clone()),
         _body: std::marker::PhantomData,
     });
-    let scheduler = Scheduler::new(launcher, entries, graph, config.concurrency, config.batch_timeout);
+    let scheduler = Scheduler::new(
+        launcher,
+        entries,
+        graph,
+        config.concurrency,
+        config.batch_timeout,
+    );
     let content_type = encoder.content_type();
     let body = BatchBody::new(
         scheduler,
@@ -412,8 +441,11 @@ mod tests {
 
     #[test]
     fn cycle_is_named() {
-        let err = check_items(&[item("a", &["c"]), item("b", &["a"]), item("c", &["b"])]).unwrap_err();
-        let BatchError::DependencyCycle { cycle } = err else { panic!("{err:?}") };
+        let err =
+            check_items(&[item("a", &["c"]), item("b", &["a"]), item("c", &["b"])]).unwrap_err();
+        let BatchError::DependencyCycle { cycle } = err else {
+            panic!("{err:?}")
+        };
         assert_eq!(cycle.first(), cycle.last());
         assert_eq!(cycle.len(), 4);
     }
@@ -421,7 +453,12 @@ mod tests {
     #[test]
     fn self_dependency_is_a_cycle() {
         let err = check_items(&[item("a", &["a"])]).unwrap_err();
-        assert_eq!(err, BatchError::DependencyCycle { cycle: vec!["a".into(), "a".into()] });
+        assert_eq!(
+            err,
+            BatchError::DependencyCycle {
+                cycle: vec!["a".into(), "a".into()]
+            }
+        );
     }
 
     #[test]

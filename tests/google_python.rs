@@ -30,7 +30,12 @@ async fn python() -> &'static str {
             .expect("run scripts/python-venv.sh");
         assert!(out.status.success(), "python-venv.sh failed");
         let stdout = String::from_utf8(out.stdout).unwrap();
-        stdout.lines().last().expect("python path").trim().to_owned()
+        stdout
+            .lines()
+            .last()
+            .expect("python path")
+            .trim()
+            .to_owned()
     })
     .await
 }
@@ -38,18 +43,28 @@ async fn python() -> &'static str {
 async fn run_client(addr: std::net::SocketAddr, token: Option<&str>) -> serde_json::Value {
     let py = python().await;
     let mut cmd = Command::new(py);
-    cmd.arg(root().join("tests/python/google_batch.py")).arg(addr.to_string());
+    cmd.arg(root().join("tests/python/google_batch.py"))
+        .arg(addr.to_string());
     if let Some(t) = token {
         cmd.arg("--token").arg(t);
     }
     cmd.env_remove("FARM_TOKEN");
-    let out = cmd.stderr(Stdio::inherit()).output().await.expect("run google_batch.py");
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .expect("run google_batch.py");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "google_batch.py failed:\n{stdout}");
-    let report: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stdout}"));
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stdout}"));
     assert_eq!(report["ok"], true, "{report:#}");
-    assert_eq!(report["failures"].as_array().map(Vec::len), Some(0), "{report:#}");
+    assert_eq!(
+        report["failures"].as_array().map(Vec::len),
+        Some(0),
+        "{report:#}"
+    );
     report
 }
 
@@ -58,10 +73,23 @@ async fn google_python_client_batches_against_farm() {
     let addr = farm::spawn(None).await;
     let report = run_client(addr, None).await;
     let scenarios = report["scenarios"].as_object().expect("scenarios");
-    for name in ["basic", "long_ids", "conditional", "generic_path", "inherit"] {
-        assert!(scenarios.contains_key(name), "scenario {name} missing: {report:#}");
+    for name in [
+        "basic",
+        "long_ids",
+        "conditional",
+        "generic_path",
+        "inherit",
+    ] {
+        assert!(
+            scenarios.contains_key(name),
+            "scenario {name} missing: {report:#}"
+        );
     }
-    assert_eq!(report["strictChecked"].as_u64().map(|n| n > 0), Some(true), "{report:#}");
+    assert_eq!(
+        report["strictChecked"].as_u64().map(|n| n > 0),
+        Some(true),
+        "{report:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,6 +98,9 @@ async fn google_python_client_auth_flows() {
     let report = run_client(addr, Some("py-s3cret")).await;
     let scenarios = report["scenarios"].as_object().expect("scenarios");
     for name in ["auth_outer", "auth_none", "auth_refresh", "auth_part"] {
-        assert!(scenarios.contains_key(name), "scenario {name} missing: {report:#}");
+        assert!(
+            scenarios.contains_key(name),
+            "scenario {name} missing: {report:#}"
+        );
     }
 }
