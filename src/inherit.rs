@@ -14,7 +14,8 @@ use crate::layer::{AuthPolicy, Config};
 /// Everything about the outer request that items inherit, computed once per batch.
 #[derive(Debug)]
 pub(crate) struct Outer {
-    /// Outer headers that items may inherit (no `Content-*`, no hop-by-hop, no `Host`).
+    /// Outer headers that items may inherit (no `Content-*`, no hop-by-hop, no `Host`, no
+    /// `Expect`, no `Accept-Encoding`).
     pub(crate) headers: HeaderMap,
     pub(crate) host: Option<String>,
     pub(crate) query: Option<String>,
@@ -55,6 +56,11 @@ impl Outer {
         for (name, value) in &parts.headers {
             if name.as_str().starts_with("content-")
                 || name == header::HOST
+                // `Expect: 100-continue` was about the batch body, which has arrived.
+                || name == header::EXPECT
+                // Parts are not compressed: clients read the whole batch body as text. Compress
+                // the outer response instead, if at all.
+                || name == header::ACCEPT_ENCODING
                 || is_hop_by_hop(name, &listed)
                 || config.request_id_header.as_ref() == Some(name)
             {
