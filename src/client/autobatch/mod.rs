@@ -20,6 +20,7 @@ pub use service::AutoBatch;
 type Predicate = Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
 
 /// Settings shared by a layer and every service it makes.
+#[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) batch_uri: Uri,
     pub(crate) headers: HeaderMap,
@@ -99,6 +100,10 @@ impl fmt::Debug for Config {
 /// - when the answer holds no readable part for a call, that call fails with an
 ///   [`ItemFailure`](super::ItemFailure).
 ///
+/// The batches are gathered by a task spawned on the tokio runtime of the first batched call,
+/// so calls must be made on a tokio runtime; the task ends when the last clone of the service
+/// is dropped.
+///
 /// A batched call loses its request extensions and its HTTP version on the way; headers, method,
 /// path, query and body travel.
 ///
@@ -131,21 +136,6 @@ impl fmt::Debug for Config {
 #[must_use]
 pub struct AutoBatchLayer {
     config: Config,
-}
-
-impl Clone for Config {
-    fn clone(&self) -> Self {
-        Config {
-            batch_uri: self.batch_uri.clone(),
-            headers: self.headers.clone(),
-            window: self.window,
-            max_batch: self.max_batch,
-            max_body_bytes: self.max_body_bytes,
-            idempotent_only: self.idempotent_only,
-            predicate: self.predicate.clone(),
-            queue: self.queue,
-        }
-    }
 }
 
 impl AutoBatchLayer {
