@@ -444,3 +444,20 @@ async fn callback_with_a_batch_items_request_id() {
     let later = ids(&get(addr, "/recomms/users/frank/items?count=3").await.json());
     assert_eq!(later, ranking("frank")[3..6]);
 }
+
+#[tokio::test]
+async fn without_the_request_id_layers_the_handler_makes_its_own_id() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, recommend::api()).await.unwrap() });
+
+    let a = get(addr, "/recomms/users/alice/items").await;
+    let b = get(addr, "/recomms/users/alice/items").await;
+    assert!(a.request_id().starts_with("rec-"), "{}", a.request_id());
+    assert_eq!(a.json()["recommId"], json!(a.request_id()));
+    assert_ne!(a.request_id(), b.request_id());
+    // The made-up id is remembered like any other, so it can be reported.
+    let items = json!([{"id": ids(&a.json())[0]}]);
+    let ok = post_json(addr, "/callback", &callback("alice", a.request_id(), items)).await;
+    assert_eq!(ok.status, StatusCode::OK);
+}
