@@ -25,6 +25,9 @@ use crate::BoxError;
 
 pub(crate) type ItemFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
 
+/// An item's future that also says which item it is.
+type Indexed = Pin<Box<dyn Future<Output = (usize, Response<Bytes>)> + Send>>;
+
 /// Starts one item: sends it through a clone of the inner service.
 pub(crate) trait Launch: Send {
     fn launch(&mut self, request: Request<Bytes>, span: tracing::Span) -> ItemFuture;
@@ -190,7 +193,7 @@ pub(crate) struct Scheduler {
     slots: Vec<Slot>,
     ready: VecDeque<usize>,
     graph: Option<Graph>,
-    running: FuturesUnordered<Pin<Box<dyn Future<Output = (usize, Response<Bytes>)> + Send>>>,
+    running: FuturesUnordered<Indexed>,
     next_emit: usize,
     concurrency: usize,
     /// Launched but not yet emitted items may not exceed this, bounding buffered answers.
