@@ -142,6 +142,12 @@ pub(crate) fn prepare(
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(pq);
     }
+    // RFC 9112 §3.2: a request with more than one Host field is answered 400.
+    if req.headers().get_all(header::HOST).iter().count() > 1 {
+        return Err(ItemError::bad_request(
+            "item carries more than one Host header",
+        ));
+    }
     if let Some(item_host) = req.headers().get(header::HOST) {
         let ok = match (item_host.to_str(), &outer.host) {
             (Ok(h), Some(host)) => same_authority(h, host),
