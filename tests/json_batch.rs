@@ -802,3 +802,34 @@ async fn microsoft_graph_python_sdk_builds_and_reads_batches() {
     assert!(stdout.contains("msgraph interop ok"), "{stdout}\n{stderr}");
     eprint!("{stdout}");
 }
+
+/// A JSON request body reaches the item byte for byte: big numbers keep every digit.
+#[tokio::test]
+async fn json_request_bodies_are_passed_verbatim() {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/echo",
+        post(|body: bytes::Bytes| async move {
+            ([(http::header::CONTENT_TYPE, "application/json")], body)
+        }),
+    );
+    let app = http_batch::BatchLayer::new().wrap_router(app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let body = r#"{"requests":[{"id":"1","method":"POST","url":"/echo","body":{"n": 123456789012345678901234567890, "f": 0.1000000000000000055511151231257827}}]}"#;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let req = http::Request::post(format!("http://{addr}/batch"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    use http_body_util::BodyExt;
+    let res = client.request(req).await.unwrap();
+    let out = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    assert!(
+        text.contains(r#""body":{"n": 123456789012345678901234567890, "f": 0.1000000000000000055511151231257827}"#),
+        "{text}"
+    );
+}

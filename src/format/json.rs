@@ -111,10 +111,9 @@
 //!   content type also takes its text as is, and a request then gets
 //!   `Content-Type: text/plain; charset=utf-8`; any other type takes it as base64. A request
 //!   whose binary body is not valid base64 gets its own `400`;
-//! - any other JSON value (object, array, number, boolean) is sent as its JSON text, and a
-//!   message without a content type gets `Content-Type: application/json`. Numbers are read as
-//!   `i64`, `u64` or `f64`, so an integer beyond 64 bits or a decimal with more than 17
-//!   significant digits loses precision in a *request* body.
+//! - any other JSON value (object, array, number, boolean) is sent as its JSON text, exactly as
+//!   the client wrote it (numbers of any size keep every digit), and a message without a content
+//!   type gets `Content-Type: application/json`; `null` is no body.
 //!
 //! Client quirk: the Microsoft Graph Python SDK (`msgraph-core`) writes a body that is JSON but
 //! not an object (an array, say) as base64 without the marker header while keeping
@@ -137,6 +136,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{DecodeContext, Encoder, Format};
@@ -215,8 +215,9 @@ struct WireRequest {
     url: Option<Value>,
     #[serde(default)]
     headers: Option<Value>,
+    /// Kept as raw text, so a JSON body reaches the item byte for byte (big numbers intact).
     #[serde(default)]
-    body: Option<Value>,
+    body: Option<Box<RawValue>>,
     #[serde(default, rename = "dependsOn", alias = "depends_on")]
     depends_on: Option<Value>,
     #[serde(default, rename = "atomicityGroup")]
@@ -237,7 +238,7 @@ struct WireResponse {
     #[serde(default)]
     headers: Option<Value>,
     #[serde(default)]
-    body: Option<Value>,
+    body: Option<Box<RawValue>>,
 }
 
 /// Words for an envelope that serde could not read.
@@ -498,7 +499,11 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
 
 /// Turns a `body` field into body bytes; may remove the base64 marker and add a content type
 /// (see "Bodies" in the module docs).
-fn read_body(headers: &mut HeaderMap, body: Option<Value>, side: Side) -> Result<Bytes, String> {
+fn read_body(
+    headers: &mut HeaderMap,
+    body: Option<Box<RawValue>>,
+    side: Side,
+) -> Result<Bytes, String> {
     let marked = headers
         .get(TRANSFER_ENCODING_MARKER)
         .and_then(|v| v.to_str().ok())
@@ -506,20 +511,24 @@ fn read_body(headers: &mut HeaderMap, body: Option<Value>, side: Side) -> Result
     if marked {
         headers.remove(TRANSFER_ENCODING_MARKER);
     }
-    let text = match body {
-        None => return Ok(Bytes::new()),
-        Some(Value::String(text)) => text,
-        Some(value) => {
-            if !headers.contains_key(header::CONTENT_TYPE) {
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-            }
-            return Ok(Bytes::from(
-                serde_json::to_vec(&value).expect("a Value always serializes"),
-            ));
+    let Some(raw) = body else {
+        return Ok(Bytes::new());
+    };
+    let raw = raw.get().trim();
+    let text = if raw.starts_with('"') {
+        serde_json::from_str::<String>(raw)
+            .map_err(|e| format!("`body` is not a valid string: {e}"))?
+    } else if raw == "null" {
+        return Ok(Bytes::new());
+    } else {
+        // A JSON value: its text, exactly as the client wrote it.
+        if !headers.contains_key(header::CONTENT_TYPE) {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
+        return Ok(Bytes::copy_from_slice(raw.as_bytes()));
     };
     if marked {
         return match decode_base64(&text) {
