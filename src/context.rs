@@ -4,6 +4,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 /// A request extension that every item of a batch carries.
@@ -40,6 +41,9 @@ pub struct BatchContext {
     pub(crate) total: usize,
     pub(crate) depth: usize,
     pub(crate) store: BatchStore,
+    /// What is left of the cost budget, shared with nested batches so that they spend from
+    /// the same budget instead of getting a fresh one.
+    pub(crate) budget: Option<Arc<AtomicU64>>,
 }
 
 impl BatchContext {

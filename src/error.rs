@@ -65,7 +65,7 @@ pub enum BatchError {
     },
     /// One part is larger than allowed.
     PartTooLarge {
-        /// The zero-based index of the part.
+        /// The zero-based index of the part (the message and the JSON body count from 1).
         index: usize,
         /// The configured limit in bytes.
         limit: usize,
@@ -224,7 +224,8 @@ impl BatchError {
                 obj.insert("limit".into(), (*limit).into());
             }
             BatchError::PartTooLarge { index, limit } => {
-                obj.insert("part".into(), (*index).into());
+                // Counted from 1, as in the message.
+                obj.insert("part".into(), (*index + 1).into());
                 obj.insert("limit".into(), (*limit).into());
             }
             BatchError::CostExceeded { cost, limit } => {

@@ -22,6 +22,8 @@ pub(crate) struct Outer {
     pub(crate) extensions: http::Extensions,
     pub(crate) request_id: Option<HeaderValue>,
     pub(crate) depth: usize,
+    /// The enclosing batch's remaining cost budget, when this batch is nested in one.
+    pub(crate) budget: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -81,6 +83,9 @@ impl Outer {
             .cloned();
         let mut extensions = parts.extensions.clone();
         let depth = extensions.get::<BatchContext>().map_or(0, |c| c.depth);
+        let budget = extensions
+            .get::<BatchContext>()
+            .and_then(|c| c.budget.clone());
         extensions.remove::<BatchContext>();
         #[cfg(feature = "axum")]
         {
@@ -96,6 +101,7 @@ impl Outer {
             extensions,
             request_id,
             depth,
+            budget,
         }
     }
 }
@@ -172,6 +178,11 @@ pub(crate) fn prepare(
         ));
     }
     let path = req.uri().path();
+    if has_dot_segment(path) {
+        return Err(ItemError::bad_request(format!(
+            "item path `{path}` contains `.` or `..` segments; send the resolved path"
+        )));
+    }
     let policy = &config.policy;
     if policy.deny_methods.contains(&method)
         || policy
@@ -223,8 +234,25 @@ pub(crate) fn prepare(
             "items may not carry their own Authorization header; authenticate the batch request",
         ));
     }
-    // The item's own framing headers describe its part, not its body any more.
-    req.headers_mut().remove(header::TRANSFER_ENCODING);
+    // The item's own hop-by-hop headers describe a connection it does not have.
+    let listed: Vec<String> = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let hop: Vec<HeaderName> = req
+        .headers()
+        .keys()
+        .filter(|n| is_hop_by_hop(n, &listed))
+        .cloned()
+        .collect();
+    for name in hop {
+        req.headers_mut().remove(name);
+    }
 
     // Headers: the item's own win; the outer ones fill in (every value of a multi-valued one).
     let headers = req.headers_mut();
@@ -281,6 +309,15 @@ pub(crate) fn prepare(
     Ok(req)
 }
 
+/// Whether a path has a `.` or `..` segment, written plainly or percent-encoded. Such paths are
+/// refused so that prefix policies cannot be walked around (`/public/../admin`).
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        let decoded = seg.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
 /// The item's query with every outer parameter whose name the item does not use appended;
 /// `None` when nothing is added.
 fn merge_query(item: Option<&str>, outer: &str) -> Option<String> {
@@ -318,6 +355,70 @@ mod tests {
         );
         assert_eq!(merge_query(None, "b=3").as_deref(), Some("b=3"));
         assert_eq!(merge_query(Some("b=1"), "b=3"), None);
+    }
+
+    fn ctx() -> BatchContext {
+        BatchContext {
+            batch_id: "b".into(),
+            index: 0,
+            id: None,
+            total: 1,
+            depth: 1,
+            store: crate::BatchStore::new(),
+            budget: None,
+        }
+    }
+
+    #[test]
+    fn item_hop_by_hop_headers_are_dropped() {
+        let config = Config::default();
+        let (outer, _) = Request::post("/batch")
+            .header("host", "api.example.com")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let outer = Outer::new(&outer, &config);
+        let item = Request::get("/x")
+            .header("connection", "x-private, keep-alive")
+            .header("x-private", "1")
+            .header("keep-alive", "timeout=5")
+            .header("te", "trailers")
+            .header("proxy-authorization", "Basic abc")
+            .header("x-kept", "yes")
+            .body(Bytes::new())
+            .unwrap();
+        let req = prepare(item, &outer, &config, ctx()).unwrap();
+        for gone in [
+            "connection",
+            "x-private",
+            "keep-alive",
+            "te",
+            "proxy-authorization",
+        ] {
+            assert!(!req.headers().contains_key(gone), "{gone} reached the item");
+        }
+        assert_eq!(req.headers()["x-kept"], "yes");
+        assert_eq!(req.headers()["host"], "api.example.com");
+    }
+
+    #[test]
+    fn dot_segment_items_are_refused() {
+        let config = Config::default();
+        let (outer, _) = Request::post("/batch").body(()).unwrap().into_parts();
+        let outer = Outer::new(&outer, &config);
+        let item = Request::get("/public/../admin").body(Bytes::new()).unwrap();
+        assert_eq!(
+            prepare(item, &outer, &config, ctx()).unwrap_err().status(),
+            400
+        );
+    }
+
+    #[test]
+    fn dot_segments() {
+        assert!(has_dot_segment("/a/../b"));
+        assert!(has_dot_segment("/a/%2E%2e/b"));
+        assert!(has_dot_segment("/a/."));
+        assert!(!has_dot_segment("/a/..b/c.d"));
     }
 
     #[test]

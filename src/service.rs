@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -317,21 +318,37 @@ where
         Ok(g) => g,
         Err(err) => return error_body(err),
     };
+    let outer = Outer::new(&parts, &config);
+    let mut budget = None;
     if let Some((limit, weigh)) = &config.budget {
         let cost: u64 = items
             .iter()
             .filter_map(|i| i.request().ok())
             .map(|r| weigh(r))
             .fold(0u64, u64::saturating_add);
-        if cost > *limit {
-            return error_body(BatchError::CostExceeded {
-                cost,
-                limit: *limit,
-            });
+        match &outer.budget {
+            // A nested batch spends from what the enclosing batch has left.
+            Some(remaining) => {
+                let spent = remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                    left.checked_sub(cost)
+                });
+                if let Err(left) = spent {
+                    return error_body(BatchError::CostExceeded { cost, limit: left });
+                }
+                budget = Some(remaining.clone());
+            }
+            None => {
+                if cost > *limit {
+                    return error_body(BatchError::CostExceeded {
+                        cost,
+                        limit: *limit,
+                    });
+                }
+                budget = Some(Arc::new(AtomicU64::new(limit - cost)));
+            }
         }
     }
     let encoder = format.encoder(&cx);
-    let outer = Outer::new(&parts, &config);
     let n = items.len();
     let batch_id: Arc<str> = Arc::from(format!("{:016x}", format::multipart::write::random_u64()));
     let span = tracing::info_span!(
@@ -354,6 +371,7 @@ where
             total: n,
             depth: outer.depth + 1,
             store: store.clone(),
+            budget: budget.clone(),
         };
         let prepared = request.and_then(|r| inherit::prepare(r, &outer, &config, ctx));
         match prepared {

@@ -782,7 +782,6 @@ async fn max_nesting_one_allows_exactly_one_level() {
 /// A nested batch is a way around the cost budget: the budget should bound the calls one
 /// request makes, at every level, not only the items of the outer envelope.
 #[tokio::test]
-#[ignore = "core gap: with max_nesting > 0 each nested batch gets a fresh cost budget (and max_items), so one request can make budget^(depth+1) calls"]
 async fn cost_budget_covers_nested_batches() {
     let (addr, probe) = start(BatchLayer::new().max_nesting(1).cost_budget(4)).await;
     let inner: Vec<String> = (0..4)

@@ -241,7 +241,10 @@ fn body_of(raw: &Bytes, start: usize, headers: &HeaderMap) -> Result<Bytes, Item
         let n = value
             .to_str()
             .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
+            .map(str::trim)
+            // Digits only: `parse` would also take a leading `+`.
+            .filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .and_then(|s| s.parse::<usize>().ok())
             .ok_or_else(|| ItemError::bad_request("invalid Content-Length in nested message"))?;
         if declared.is_some_and(|d| d != n) {
             return Err(ItemError::bad_request(
@@ -317,6 +320,7 @@ mod tests {
         let r = req("POST /a\r\nContent-Length: 2\r\n\r\nab\r\n").unwrap();
         assert_eq!(r.body().as_ref(), b"ab");
         assert!(req("POST /a\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nab").is_err());
+        assert!(req("POST /a\r\nContent-Length: +2\r\n\r\nab").is_err());
     }
 
     #[test]
