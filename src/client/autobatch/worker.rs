@@ -38,7 +38,15 @@ pub(crate) async fn run<S, ReqB, ResB>(
     while let Some(first) = queue.recv().await {
         let deadline = Instant::now() + config.window;
         let mut calls = vec![first];
+        // Calls already queued join without touching the timer, whose resolution is a whole
+        // millisecond: a zero window costs nothing.
         while calls.len() < config.max_batch {
+            match queue.try_recv() {
+                Ok(call) => calls.push(call),
+                Err(_) => break,
+            }
+        }
+        while calls.len() < config.max_batch && !config.window.is_zero() {
             match tokio::time::timeout_at(deadline, queue.recv()).await {
                 Ok(Some(call)) => calls.push(call),
                 Ok(None) | Err(_) => break,
