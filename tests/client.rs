@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
-use http_batch::client::{BatchItem, BatchRequest, ClientError, ItemFailure};
+use http_batch::client::{BatchItem, BatchRequest, ClientError, Encoding, ItemFailure};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -301,6 +301,9 @@ async fn example_client_fails_when_no_server_answers() {
 
 // ---- canned answers ----------------------------------------------------------------------
 
+/// What a canned client saw: the bodies of the batch requests sent to it.
+type Seen = Arc<Mutex<Vec<Bytes>>>;
+
 /// A client that answers every request with the same canned response and keeps the request.
 fn canned(
     status: u16,
@@ -313,7 +316,7 @@ fn canned(
             Error = Infallible,
             Future = impl Send,
         > + Clone,
-    Arc<Mutex<Vec<Bytes>>>,
+    Seen,
 ) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let kept = seen.clone();
@@ -590,4 +593,58 @@ async fn empty_batch_sends_nothing() {
     let answers = batch.send(client).await.unwrap();
     assert!(answers.is_empty());
     assert!(seen.lock().unwrap().is_empty());
+}
+
+// ---- JSON batches ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn json_round_trip_with_dependencies() {
+    let addr = farm::spawn(None).await;
+    let mut batch = BatchRequest::new(batch_uri(addr)).encoding(Encoding::Json);
+    let insert = Request::post("/farm/v1/animals")
+        .header(CONTENT_TYPE, "application/json")
+        .body(r#"{"animalName":"llama","animalAge":4}"#)
+        .unwrap();
+    batch.add_with_id("insert", insert).unwrap();
+    let llama = batch
+        .push(
+            BatchItem::new(get("/farm/v1/animals/llama"))
+                .id("llama")
+                .depends_on(["insert"]),
+        )
+        .unwrap();
+    batch
+        .add_with_id("dragon", get("/farm/v1/animals/dragon"))
+        .unwrap();
+    let answers = batch.send(http_client()).await.unwrap();
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|(_, o)| o.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(statuses, [200, 200, 404]);
+    let llama = llama.await.unwrap();
+    assert_eq!(json(llama.body())["animalAge"], 4);
+    assert_eq!(llama.headers()[CONTENT_TYPE], "application/json");
+}
+
+#[tokio::test]
+async fn json_answer_matched_by_id_in_any_order() {
+    let body = r#"{"responses":[
+        {"id":"b","status":404,"body":{"error":{"message":"nope"}}},
+        {"id":"a","status":200,"headers":{"content-type":"application/json"},"body":{"ok":true}}
+    ]}"#;
+    let (client, seen) = canned(200, "application/json; charset=utf-8", body.into());
+    let mut batch = BatchRequest::new(Uri::from_static("http://x/batch")).encoding(Encoding::Json);
+    batch.add_with_id("a", get("/a")).unwrap();
+    batch.add_with_id("b", get("/b")).unwrap();
+    batch.add_with_id("c", get("/c")).unwrap();
+    let answers = batch.send(client).await.unwrap();
+    let sent = json(&seen.lock().unwrap()[0]);
+    assert_eq!(sent["requests"][2]["url"], "/c");
+    assert_eq!(json(answers.get("a").unwrap().unwrap().body())["ok"], true);
+    assert_eq!(answers.get("b").unwrap().unwrap().status(), 404);
+    assert!(matches!(
+        answers.get("c").unwrap(),
+        Err(ItemFailure::Missing)
+    ));
 }

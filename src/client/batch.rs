@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tower::{Service, ServiceExt};
 
 use super::error::{ClientError, ItemFailure};
-use super::read::{copy_response, read_multipart, status_error, Outcome};
+use super::read::{copy_response, read_answer, status_error, Outcome};
 use crate::format::multipart::{new_boundary, write_request};
 use crate::BoxError;
 
@@ -31,6 +31,10 @@ pub enum Encoding {
     /// Google / OData `multipart/mixed` (the default).
     #[default]
     Multipart,
+    /// OData 4.01 JSON batch / Microsoft Graph `$batch` (`application/json`), the only format
+    /// that carries [`BatchItem::depends_on`].
+    #[cfg(feature = "json")]
+    Json,
 }
 
 type Callback = Box<dyn FnOnce(&str, Result<&Response<Bytes>, &ItemFailure>) + Send>;
@@ -57,6 +61,7 @@ type Callback = Box<dyn FnOnce(&str, Result<&Response<Bytes>, &ItemFailure>) + S
 pub struct BatchItem {
     request: Request<Bytes>,
     id: Option<String>,
+    depends_on: Vec<String>,
     callback: Option<Callback>,
 }
 
@@ -66,8 +71,23 @@ impl BatchItem {
         BatchItem {
             request: request.map(Into::into),
             id: None,
+            depends_on: Vec::new(),
             callback: None,
         }
+    }
+
+    /// Asks the server to run this item only after the items with these ids have succeeded.
+    ///
+    /// Only the JSON encoding carries dependencies (multipart has no place for them, and they
+    /// are not sent). The items named must travel in the same batch request, so keep a batch
+    /// with dependencies within [`BatchRequest::max_per_batch`].
+    pub fn depends_on<I, T>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.depends_on.extend(ids.into_iter().map(Into::into));
+        self
     }
 
     /// Sets the item's id, sent as its `Content-ID`. Without one, the batch makes one up.
@@ -117,6 +137,8 @@ pub struct BatchRequest {
 
 struct Entry {
     request: Request<Bytes>,
+    #[cfg_attr(not(feature = "json"), allow(dead_code))]
+    depends_on: Vec<String>,
     meta: Meta,
 }
 
@@ -206,7 +228,7 @@ impl BatchRequest {
     /// returns a handle that resolves to its response.
     pub fn add<B: Into<Bytes>>(&mut self, request: Request<B>) -> ItemHandle {
         let id = self.fresh_id();
-        self.insert(id, request.map(Into::into), None)
+        self.insert(id, request.map(Into::into), Vec::new(), None)
     }
 
     /// Adds a request under `id`. Ids must be unique in the batch, non-empty, printable ASCII
@@ -231,7 +253,7 @@ impl BatchRequest {
             }
             None => self.fresh_id(),
         };
-        Ok(self.insert(id, item.request, item.callback))
+        Ok(self.insert(id, item.request, item.depends_on, item.callback))
     }
 
     fn fresh_id(&mut self) -> String {
@@ -248,12 +270,14 @@ impl BatchRequest {
         &mut self,
         id: String,
         request: Request<Bytes>,
+        depends_on: Vec<String>,
         callback: Option<Callback>,
     ) -> ItemHandle {
         let (tx, rx) = oneshot::channel();
         self.ids.insert(id.clone());
         self.entries.push(Entry {
             request,
+            depends_on,
             meta: Meta {
                 id: id.clone(),
                 tx,
@@ -309,7 +333,7 @@ impl BatchRequest {
         let mut answers = stream::iter(jobs)
             .map(|(client, request, metas)| async move {
                 let ids: Vec<&str> = metas.iter().map(|m| m.id.as_str()).collect();
-                let outcome = exchange(client, request, encoding, &ids).await;
+                let outcome = exchange(client, request, &ids).await;
                 (metas, outcome)
             })
             .buffered(concurrency);
@@ -392,6 +416,17 @@ fn encode(uri: &Uri, headers: &HeaderMap, encoding: Encoding, chunk: &[Entry]) -
                 out.freeze(),
             )
         }
+        #[cfg(feature = "json")]
+        Encoding::Json => {
+            let items: Vec<_> = chunk
+                .iter()
+                .map(|e| (e.meta.id.clone(), &e.request, e.depends_on.clone()))
+                .collect();
+            (
+                "application/json".to_owned(),
+                crate::format::json::encode_requests(&items),
+            )
+        }
     };
     let mut request = Request::new(Bytes::new());
     *request.method_mut() = Method::POST;
@@ -411,7 +446,6 @@ fn encode(uri: &Uri, headers: &HeaderMap, encoding: Encoding, chunk: &[Entry]) -
 async fn exchange<S, ReqB, ResB>(
     client: S,
     request: Request<Bytes>,
-    encoding: Encoding,
     ids: &[&str],
 ) -> Result<Vec<Outcome>, ClientError>
 where
@@ -431,9 +465,7 @@ where
         return Err(status_error(parts.status, parts.headers, body));
     }
     let ids: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
-    match encoding {
-        Encoding::Multipart => read_multipart(&parts.headers, body, &ids),
-    }
+    read_answer(&parts.headers, body, &ids)
 }
 
 /// A handle to one item of a [`BatchRequest`]: a future that resolves to the item's response

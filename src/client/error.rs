@@ -46,8 +46,8 @@ pub enum ClientError {
         message: String,
         /// The raw response body.
         body: Bytes,
-        /// The outer response headers.
-        headers: http::HeaderMap,
+        /// The outer response headers (boxed, so that the error stays small).
+        headers: Box<http::HeaderMap>,
     },
     /// The batch response could not be read as a batch (wrong content type, broken framing).
     Decode {

@@ -29,13 +29,13 @@ pub(crate) fn status_error(status: StatusCode, headers: HeaderMap, body: Bytes) 
         status,
         message: server_message(&body),
         body,
-        headers,
+        headers: Box::new(headers),
     }
 }
 
-/// Reads a `multipart/mixed` batch answer to the items `ids` (in request order) and returns one
-/// outcome per id, in the same order.
-pub(crate) fn read_multipart(
+/// Reads a batch answer to the items `ids` (in request order) and returns one outcome per id,
+/// in the same order. The answer's content type picks the reader, whatever format was sent.
+pub(crate) fn read_answer(
     headers: &HeaderMap,
     body: Bytes,
     ids: &[String],
@@ -49,12 +49,50 @@ pub(crate) fn read_multipart(
     let mime: mime::Mime = content_type.parse().map_err(|_| ClientError::Decode {
         reason: format!("the batch response has an invalid content type `{content_type}`"),
     })?;
-    if mime.type_() != mime::MULTIPART {
-        return Err(ClientError::Decode {
-            reason: format!("expected a multipart/mixed answer, got `{content_type}`"),
-        });
+    if mime.type_() == mime::MULTIPART {
+        return read_multipart(&mime, body, ids);
     }
-    let boundary = boundary_of(&mime).map_err(|e| ClientError::Decode {
+    #[cfg(feature = "json")]
+    if mime.essence_str() == "application/json" {
+        return read_json(&body, ids);
+    }
+    Err(ClientError::Decode {
+        reason: format!("expected a multipart/mixed or JSON batch answer, got `{content_type}`"),
+    })
+}
+
+/// Reads a JSON batch answer; responses are matched by id, exactly.
+#[cfg(feature = "json")]
+fn read_json(body: &[u8], ids: &[String]) -> Result<Vec<Outcome>, ClientError> {
+    let responses =
+        crate::format::json::decode_responses(body).map_err(|e| ClientError::Decode {
+            reason: e.to_string(),
+        })?;
+    let index: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut slots: Vec<Option<Outcome>> = (0..ids.len()).map(|_| None).collect();
+    for (id, response) in responses {
+        match index.get(id.as_str()) {
+            Some(&i) if slots[i].is_none() => slots[i] = Some(Ok(response)),
+            _ => tracing::debug!(%id, "JSON batch response matches no item; ignored"),
+        }
+    }
+    Ok(slots
+        .into_iter()
+        .map(|s| s.unwrap_or(Err(ItemFailure::Missing)))
+        .collect())
+}
+
+/// Reads a `multipart/mixed` batch answer.
+fn read_multipart(
+    mime: &mime::Mime,
+    body: Bytes,
+    ids: &[String],
+) -> Result<Vec<Outcome>, ClientError> {
+    let boundary = boundary_of(mime).map_err(|e| ClientError::Decode {
         reason: e.to_string(),
     })?;
     let limits = reader_limits();

@@ -96,7 +96,7 @@ where
             for reply in replies {
                 let mut res = Response::new(body.clone());
                 *res.status_mut() = status;
-                *res.headers_mut() = headers.clone();
+                *res.headers_mut() = (*headers).clone();
                 let _ = reply.send(Ok(res));
             }
         }
