@@ -90,6 +90,17 @@ impl BatchItem {
         self
     }
 
+    /// An item from a request with any [`http_body::Body`], read into memory first (a batch
+    /// part carries its body whole).
+    pub async fn collect<B>(request: Request<B>) -> Result<Self, B::Error>
+    where
+        B: http_body::Body,
+    {
+        let (parts, body) = request.into_parts();
+        let bytes = body.collect().await?.to_bytes();
+        Ok(BatchItem::new(Request::from_parts(parts, bytes)))
+    }
+
     /// Sets the item's id, sent as its `Content-ID`. Without one, the batch makes one up.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -607,6 +618,20 @@ mod tests {
             req.headers()[CONTENT_LENGTH],
             body.len().to_string().as_str()
         );
+    }
+
+    #[tokio::test]
+    async fn streamed_bodies_are_collected() {
+        use http_body_util::StreamBody;
+        let chunks = futures_util::stream::iter(["{\"a\":", "1}"].map(|c| {
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from_static(
+                c.as_bytes(),
+            )))
+        }));
+        let request = Request::post("/x").body(StreamBody::new(chunks)).unwrap();
+        let item = BatchItem::collect(request).await.unwrap();
+        assert_eq!(item.request.body(), "{\"a\":1}");
+        assert_eq!(item.request.method(), Method::POST);
     }
 
     #[tokio::test]
