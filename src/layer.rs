@@ -123,9 +123,11 @@ pub(crate) struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let mut formats: Vec<Arc<dyn Format>> = vec![Arc::new(Multipart::new())];
-        #[cfg(feature = "json")]
-        formats.push(Arc::new(crate::format::Json::new()));
+        let formats: Vec<Arc<dyn Format>> = vec![
+            Arc::new(Multipart::new()),
+            #[cfg(feature = "json")]
+            Arc::new(crate::format::Json::new()),
+        ];
         Config {
             routes: vec![Route {
                 pattern: PathPattern::new("/batch"),
