@@ -648,3 +648,33 @@ async fn json_answer_matched_by_id_in_any_order() {
         Err(ItemFailure::Missing)
     ));
 }
+
+/// The client reads at most `max_response_bytes` of an answer, instead of filling memory.
+#[tokio::test]
+async fn answer_over_the_client_limit_fails_the_batch() {
+    let addr = farm::spawn(None).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let uri: http::Uri = format!("http://{addr}/batch").parse().unwrap();
+    let mut batch = http_batch::client::BatchRequest::new(uri.clone()).max_response_bytes(100);
+    let handle = batch.add(
+        http::Request::get("/farm/v1/animals")
+            .body(bytes::Bytes::new())
+            .unwrap(),
+    );
+    let err = batch.send(client.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, http_batch::client::ClientError::Body(_)),
+        "{err:?}"
+    );
+    assert!(handle.await.is_err());
+    // The same batch with room to spare works.
+    let mut batch = http_batch::client::BatchRequest::new(uri).max_response_bytes(1 << 20);
+    let handle = batch.add(
+        http::Request::get("/farm/v1/animals")
+            .body(bytes::Bytes::new())
+            .unwrap(),
+    );
+    batch.send(client).await.unwrap();
+    assert_eq!(handle.await.unwrap().status(), 200);
+}

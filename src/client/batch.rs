@@ -24,6 +24,10 @@ use crate::BoxError;
 /// and of this crate's server side.
 pub const DEFAULT_MAX_PER_BATCH: usize = 1000;
 
+/// The default largest batch answer the client reads: 64 MiB, the server layer's own default
+/// for a whole batch response.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
 /// The wire format of the batches a [`BatchRequest`] sends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -141,6 +145,7 @@ pub struct BatchRequest {
     encoding: Encoding,
     max_per_batch: usize,
     concurrency: usize,
+    max_response_bytes: usize,
     entries: Vec<Entry>,
     ids: HashSet<String>,
     next_auto_id: u64,
@@ -182,6 +187,7 @@ impl BatchRequest {
             encoding: Encoding::default(),
             max_per_batch: DEFAULT_MAX_PER_BATCH,
             concurrency: 1,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             entries: Vec::new(),
             ids: HashSet::new(),
             next_auto_id: 0,
@@ -217,6 +223,14 @@ impl BatchRequest {
     /// the batch requests go one after another, in item order.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
+        self
+    }
+
+    /// The largest batch answer read, in bytes (default [`DEFAULT_MAX_RESPONSE_BYTES`], 64 MiB,
+    /// the server layer's own default). A larger answer fails the batch with
+    /// [`ClientError::Body`] instead of filling memory.
+    pub fn max_response_bytes(mut self, n: usize) -> Self {
+        self.max_response_bytes = n;
         self
     }
 
@@ -326,6 +340,7 @@ impl BatchRequest {
             encoding,
             max_per_batch,
             concurrency,
+            max_response_bytes,
             entries,
             ..
         } = self;
@@ -344,7 +359,7 @@ impl BatchRequest {
         let mut answers = stream::iter(jobs)
             .map(|(client, request, metas)| async move {
                 let ids: Vec<&str> = metas.iter().map(|m| m.id.as_str()).collect();
-                let outcome = exchange(client, request, &ids).await;
+                let outcome = exchange(client, request, &ids, max_response_bytes).await;
                 (metas, outcome)
             })
             .buffered(concurrency);
@@ -458,6 +473,7 @@ async fn exchange<S, ReqB, ResB>(
     client: S,
     request: Request<Bytes>,
     ids: &[&str],
+    limit: usize,
 ) -> Result<Vec<Outcome>, ClientError>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -471,7 +487,11 @@ where
         .await
         .map_err(ClientError::transport)?;
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.map_err(ClientError::body)?.to_bytes();
+    let body = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(ClientError::body)?
+        .to_bytes();
     if !parts.status.is_success() {
         return Err(status_error(parts.status, parts.headers, body));
     }

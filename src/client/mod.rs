@@ -53,5 +53,6 @@ mod read;
 pub use autobatch::{AutoBatch, AutoBatchBody, AutoBatchFuture, AutoBatchLayer};
 pub use batch::{
     BatchItem, BatchRequest, BatchResponse, Encoding, ItemHandle, DEFAULT_MAX_PER_BATCH,
+    DEFAULT_MAX_RESPONSE_BYTES,
 };
 pub use error::{ClientError, ItemFailure};
