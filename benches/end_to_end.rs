@@ -1,0 +1,269 @@
+//! The whole layer in process: a 1000-item batch through `wrap_router` over a trivial axum
+//! handler, next to the same 1000 calls made directly on the Router.
+//!
+//! Run with `cargo bench --bench end_to_end`. The summary at the end prints the ratio batch /
+//! direct and Spawned / Polled.
+//!
+//! For profiling, `E2E_PROFILE=batch` (or `direct`, `spawned`) with `E2E_ITERS=n` skips criterion
+//! and runs `n` rounds of 1000 calls, so instruction counts can be divided per item:
+//!
+//! ```text
+//! E2E_PROFILE=batch E2E_ITERS=20 valgrind --tool=callgrind target/release/deps/end_to_end-<hash>
+//! ```
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use bytes::{Bytes, BytesMut};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use http::{header, Request, Uri};
+use http_batch::format::multipart::write_request;
+use http_batch::{BatchLayer, Execution};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const BOUNDARY: &str = "batch_0123456789abcdef0123456789abcdef";
+const ITEMS: usize = 1000;
+
+fn api() -> Router {
+    Router::new().route("/items/{id}", get(|| async { "ok" }))
+}
+
+/// The batch request, built once: its body is cloned (a reference count) per iteration.
+struct BatchRequest {
+    body: Bytes,
+    content_type: String,
+}
+
+impl BatchRequest {
+    fn new(n: usize) -> Self {
+        let mut out = BytesMut::new();
+        for i in 0..n {
+            let req = Request::get(format!("/items/{i}"))
+                .body(Bytes::new())
+                .expect("valid request");
+            write_request(BOUNDARY, Some(&format!("item{i}")), &req, &mut out);
+        }
+        out.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        BatchRequest {
+            body: out.freeze(),
+            content_type: format!("multipart/mixed; boundary={BOUNDARY}"),
+        }
+    }
+
+    fn request(&self) -> Request<Body> {
+        Request::post("/batch")
+            .header(header::HOST, "localhost")
+            .header(header::CONTENT_TYPE, &self.content_type)
+            .body(Body::from(self.body.clone()))
+            .expect("valid request")
+    }
+}
+
+/// One batch: send it, read the whole streamed answer. Returns the body length.
+async fn run_batch(app: &Router, req: &BatchRequest) -> usize {
+    let res = app
+        .clone()
+        .oneshot(req.request())
+        .await
+        .expect("infallible");
+    assert!(res.status().is_success());
+    res.into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .len()
+}
+
+/// The same calls made one after the other, straight on the Router.
+async fn run_direct(app: &Router, uris: &[Uri]) -> usize {
+    let mut total = 0;
+    for uri in uris {
+        let req = Request::get(uri.clone())
+            .header(header::HOST, "localhost")
+            .body(Body::empty())
+            .expect("valid request");
+        let res = app.clone().oneshot(req).await.expect("infallible");
+        assert!(res.status().is_success());
+        total += res
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .len();
+    }
+    total
+}
+
+fn uris(n: usize) -> Vec<Uri> {
+    (0..n)
+        .map(|i| format!("/items/{i}").parse().expect("valid uri"))
+        .collect()
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn end_to_end(c: &mut Criterion) {
+    let req = BatchRequest::new(ITEMS);
+    let uris = uris(ITEMS);
+    let polled = BatchLayer::new().wrap_router(api());
+    let spawned = BatchLayer::new()
+        .execution(Execution::Spawned)
+        .wrap_router(api());
+    let direct = api();
+
+    // Sanity: every item answered, not an error page.
+    let rt = current_thread();
+    let body = rt.block_on(async {
+        let res = polled
+            .clone()
+            .oneshot(req.request())
+            .await
+            .expect("infallible");
+        res.into_body().collect().await.expect("body").to_bytes()
+    });
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(
+        text.matches("HTTP/1.1 200 OK").count(),
+        ITEMS,
+        "every item answers 200"
+    );
+
+    let mut group = c.benchmark_group("e2e_current_thread");
+    group.throughput(Throughput::Elements(ITEMS as u64));
+    group.bench_function(BenchmarkId::new("batch_polled", ITEMS), |b| {
+        b.to_async(&rt).iter(|| run_batch(&polled, &req))
+    });
+    group.bench_function(BenchmarkId::new("direct", ITEMS), |b| {
+        b.to_async(&rt).iter(|| run_direct(&direct, &uris))
+    });
+    group.finish();
+
+    let mt = multi_thread();
+    let mut group = c.benchmark_group("e2e_multi_thread");
+    group.throughput(Throughput::Elements(ITEMS as u64));
+    group.bench_function(BenchmarkId::new("batch_polled", ITEMS), |b| {
+        b.to_async(&mt).iter(|| run_batch(&polled, &req))
+    });
+    group.bench_function(BenchmarkId::new("batch_spawned", ITEMS), |b| {
+        b.to_async(&mt).iter(|| run_batch(&spawned, &req))
+    });
+    group.bench_function(BenchmarkId::new("direct", ITEMS), |b| {
+        b.to_async(&mt).iter(|| run_direct(&direct, &uris))
+    });
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args()
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = end_to_end
+}
+
+fn main() {
+    if let Ok(mode) = std::env::var("E2E_PROFILE") {
+        profile(&mode);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+
+    println!("\nper item:");
+    for group in ["e2e_current_thread", "e2e_multi_thread"] {
+        for function in ["batch_polled", "batch_spawned", "direct"] {
+            if let Some(ns) = mean_ns(group, function, ITEMS) {
+                println!("  {group}/{function}: {:>8.1} ns/item", ns / ITEMS as f64);
+            }
+        }
+    }
+    let ratio =
+        |group: &str, a: &str, b: &str| Some(mean_ns(group, a, ITEMS)? / mean_ns(group, b, ITEMS)?);
+    if let Some(r) = ratio("e2e_current_thread", "batch_polled", "direct") {
+        println!("  ratio batch / direct (current thread): {r:.2}");
+    }
+    if let Some(r) = ratio("e2e_multi_thread", "batch_polled", "direct") {
+        println!("  ratio batch / direct (multi thread):   {r:.2}");
+    }
+    if let Some(r) = ratio("e2e_multi_thread", "batch_spawned", "batch_polled") {
+        println!("  ratio Spawned / Polled (multi thread): {r:.2}");
+    }
+}
+
+/// Runs a fixed number of rounds without criterion's machinery, for callgrind.
+fn profile(mode: &str) {
+    let iters: usize = std::env::var("E2E_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let req = BatchRequest::new(ITEMS);
+    let uris = uris(ITEMS);
+    let (rt, app) = match mode {
+        "batch" => (current_thread(), BatchLayer::new().wrap_router(api())),
+        "spawned" => (
+            multi_thread(),
+            BatchLayer::new()
+                .execution(Execution::Spawned)
+                .wrap_router(api()),
+        ),
+        "direct" => (current_thread(), api()),
+        other => panic!("E2E_PROFILE must be batch, spawned or direct, not {other}"),
+    };
+    let mut bytes = 0;
+    rt.block_on(async {
+        for _ in 0..iters {
+            bytes += if mode == "direct" {
+                run_direct(&app, &uris).await
+            } else {
+                run_batch(&app, &req).await
+            };
+        }
+    });
+    println!("{mode}: {iters} rounds of {ITEMS} calls, {bytes} response bytes");
+}
+
+/// The time per iteration of the last run of a bench, in nanoseconds, read from criterion's output directory.
+fn mean_ns(group: &str, function: &str, param: usize) -> Option<f64> {
+    let root = std::env::var_os("CRITERION_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(|d| std::path::PathBuf::from(d).join("criterion"))
+        })
+        .unwrap_or_else(|| std::path::PathBuf::from("target/criterion"));
+    let path = root
+        .join(group)
+        .join(function)
+        .join(param.to_string())
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    // Criterion reports the slope when it has one (linear sampling), else the mean.
+    v["slope"]["point_estimate"]
+        .as_f64()
+        .or_else(|| v["mean"]["point_estimate"].as_f64())
+}
