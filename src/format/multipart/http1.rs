@@ -135,9 +135,7 @@ fn parse_target(target: &[u8]) -> Result<Uri, ItemError> {
         uri
     } else if target == b"*" {
         return Err(bad("asterisk-form targets cannot be batched"));
-    } else if memchr::memmem::find(target, b"://").is_some()
-        || target.contains(&b':') && !target.contains(&b'/')
-    {
+    } else if has_scheme(target) {
         return Err(bad("only http and https absolute targets are allowed"));
     } else {
         // A path without its leading slash, as some clients write it.
@@ -147,6 +145,16 @@ fn parse_target(target: &[u8]) -> Result<Uri, ItemError> {
         Uri::try_from(with_slash).map_err(|e| bad(&e.to_string()))?
     };
     Ok(uri)
+}
+
+/// Whether a target starts with a URI scheme (`ftp:`, `mailto:`): a colon before any `/`, `?`
+/// or `#`. A colon later on (`a/b?next=http://x`) belongs to the path or query.
+fn has_scheme(target: &[u8]) -> bool {
+    let end = target
+        .iter()
+        .position(|c| matches!(c, b'/' | b'?' | b'#'))
+        .unwrap_or(target.len());
+    target[..end].contains(&b':')
 }
 
 /// Parses header fields starting at `start`, up to and including the blank line.
@@ -311,6 +319,9 @@ mod tests {
         assert_eq!(r.uri().host(), Some("www.googleapis.com"));
         assert!(req("GET ftp://x/y HTTP/1.1\r\n\r\n").is_err());
         assert!(req("OPTIONS * HTTP/1.1\r\n\r\n").is_err());
+        assert!(req("GET mailto:a@b HTTP/1.1\r\n\r\n").is_err());
+        let r = req("GET farm/v1/animals?next=http://x HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(r.uri(), "/farm/v1/animals?next=http://x");
     }
 
     #[test]

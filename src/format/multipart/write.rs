@@ -176,12 +176,12 @@ pub fn write_request(
     out.put_slice(b"\r\n");
     out.put_slice(request.method().as_str().as_bytes());
     out.put_u8(b' ');
-    let target = request
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    out.put_slice(target.as_bytes());
+    // Origin form: `uri.path()` is `/` when the URI has no path, so `http://h?x` becomes `/?x`.
+    out.put_slice(request.uri().path().as_bytes());
+    if let Some(query) = request.uri().query() {
+        out.put_u8(b'?');
+        out.put_slice(query.as_bytes());
+    }
     out.put_slice(b" HTTP/1.1\r\n");
     if let Some(host) = request.uri().authority() {
         if !request.headers().contains_key(header::HOST) {
@@ -210,6 +210,20 @@ mod tests {
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'));
         assert_ne!(b, new_boundary());
+    }
+
+    #[test]
+    fn request_target_is_origin_form() {
+        let req = Request::get("http://localhost?x=http://y")
+            .body(Bytes::new())
+            .unwrap();
+        let mut out = BytesMut::new();
+        write_request("b", None, &req, &mut out);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert!(
+            text.contains("\r\nGET /?x=http://y HTTP/1.1\r\nHost: localhost\r\n"),
+            "{text}"
+        );
     }
 
     #[test]
