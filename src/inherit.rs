@@ -18,6 +18,8 @@ pub(crate) struct Outer {
     /// `Expect`, no `Accept-Encoding`).
     pub(crate) headers: HeaderMap,
     pub(crate) host: Option<String>,
+    /// `host` as a header value, made once per batch instead of once per item.
+    pub(crate) host_value: Option<HeaderValue>,
     pub(crate) query: Option<String>,
     pub(crate) extensions: http::Extensions,
     pub(crate) request_id: Option<HeaderValue>,
@@ -94,8 +96,10 @@ impl Outer {
             extensions.remove::<axum::extract::MatchedPath>();
             extensions.remove::<axum::extract::OriginalUri>();
         }
+        let host_value = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok());
         Outer {
             headers,
+            host_value,
             host,
             query: parts.uri.query().map(str::to_owned),
             extensions,
@@ -264,11 +268,9 @@ pub(crate) fn prepare(
             headers.append(name.clone(), value.clone());
         }
     }
-    if let Some(host) = &outer.host {
+    if let Some(host) = &outer.host_value {
         if !headers.contains_key(header::HOST) {
-            if let Ok(v) = HeaderValue::from_str(host) {
-                headers.insert(header::HOST, v);
-            }
+            headers.insert(header::HOST, host.clone());
         }
     }
     let len = req.body().len();
@@ -303,18 +305,40 @@ pub(crate) fn prepare(
         }
     }
 
-    let mut extensions = outer.extensions.clone();
+    // Cloning an empty map still allocates; most outer requests carry few or no extensions.
+    let extensions = req.extensions_mut();
+    if !outer.extensions.is_empty() {
+        *extensions = outer.extensions.clone();
+    }
     extensions.insert(ctx);
-    *req.extensions_mut() = extensions;
     Ok(req)
 }
 
 /// Whether a path has a `.` or `..` segment, written plainly or percent-encoded. Such paths are
 /// refused so that prefix policies cannot be walked around (`/public/../admin`).
 fn has_dot_segment(path: &str) -> bool {
+    // Most paths have neither `.` nor `%`: one scan and done.
+    if !path.bytes().any(|c| c == b'.' || c == b'%') {
+        return false;
+    }
     path.split('/').any(|seg| {
-        let decoded = seg.replace("%2e", ".").replace("%2E", ".");
-        decoded == "." || decoded == ".."
+        let mut rest = seg.as_bytes();
+        let mut dots = 0;
+        while !rest.is_empty() {
+            if rest[0] == b'.' {
+                rest = &rest[1..];
+            } else if rest.len() >= 3
+                && rest[0] == b'%'
+                && rest[1] == b'2'
+                && (rest[2] | 0x20) == b'e'
+            {
+                rest = &rest[3..];
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
     })
 }
 

@@ -11,11 +11,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::future::Either;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
@@ -23,14 +23,12 @@ use crate::error::error_response;
 use crate::layer::Execution;
 use crate::BoxError;
 
-pub(crate) type ItemFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
-
-/// An item's future that also says which item it is.
-type Indexed = Pin<Box<dyn Future<Output = (usize, Response<Bytes>)> + Send>>;
+/// An item's future that also says which item it is: the one box each item costs.
+pub(crate) type Indexed = Pin<Box<dyn Future<Output = (usize, Response<Bytes>)> + Send>>;
 
 /// Starts one item: sends it through a clone of the inner service.
 pub(crate) trait Launch: Send {
-    fn launch(&mut self, request: Request<Bytes>, span: tracing::Span) -> ItemFuture;
+    fn launch(&mut self, index: usize, request: Request<Bytes>, span: tracing::Span) -> Indexed;
 }
 
 /// The launcher over a concrete inner service.
@@ -56,45 +54,47 @@ where
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
-    fn launch(&mut self, request: Request<Bytes>, span: tracing::Span) -> ItemFuture {
+    fn launch(&mut self, index: usize, request: Request<Bytes>, span: tracing::Span) -> Indexed {
         let service = self.service.clone();
         let limit = self.max_response_bytes;
+        let timeout = self.item_timeout;
         let request = request.map(ReqBody::from);
-        let run: ItemFuture = match &self.nest {
+        let run = match &self.nest {
             Some(config) if config.is_batch_path(request.uri().path()) => {
                 let nested = crate::service::Batch::from_parts(service, config.clone());
-                Box::pin(run_item(nested, request, limit))
+                Either::Left(run_item(nested, request, limit))
             }
-            _ => Box::pin(run_item(service, request, limit)),
+            _ => Either::Right(run_item(service, request, limit)),
         };
-        let timed: ItemFuture = match self.item_timeout {
-            None => Box::pin(run),
-            Some(d) => Box::pin(async move {
-                match tokio::time::timeout(d, run).await {
+        let record = span.clone();
+        let item = async move {
+            let res = match timeout {
+                None => run.await,
+                Some(d) => match tokio::time::timeout(d, run).await {
                     Ok(res) => res,
                     Err(_) => error_response(
                         StatusCode::GATEWAY_TIMEOUT,
                         &format!("the item did not answer within {} ms", d.as_millis()),
                     ),
-                }
-            }),
-        };
-        let record = span.clone();
-        let fut = timed.map(move |res| {
+                },
+            };
             record.record("status", res.status().as_u16());
-            res
-        });
+            (index, res)
+        }
+        .instrument(span);
         match self.execution {
-            Execution::Polled => Box::pin(fut.instrument(span)),
+            Execution::Polled => Box::pin(item),
             Execution::Spawned => {
-                let handle = AbortOnDrop(tokio::spawn(fut.instrument(span)));
+                let mut handle = AbortOnDrop(tokio::spawn(item));
                 Box::pin(async move {
-                    let mut handle = handle;
                     match (&mut handle.0).await {
-                        Ok(res) => res,
-                        Err(_) => error_response(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "the item's task failed",
+                        Ok(done) => done,
+                        Err(_) => (
+                            index,
+                            error_response(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "the item's task failed",
+                            ),
                         ),
                     }
                 })
@@ -103,12 +103,56 @@ where
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<Response<Bytes>>);
+struct AbortOnDrop(tokio::task::JoinHandle<(usize, Response<Bytes>)>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Why an item's answer could not be collected.
+enum CollectError {
+    TooLarge,
+    Body(BoxError),
+}
+
+/// Collects a body under a size limit. Most handlers answer with one frame, which is kept as is
+/// (no copy, no buffer list); only a body of several frames is copied into one buffer.
+async fn collect_limited<B>(body: B, limit: usize) -> Result<Bytes, CollectError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = frame.map_err(|e| CollectError::Body(e.into()))?;
+        // Trailers have no place in a nested HTTP/1.1 answer with a Content-Length.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len += data.len();
+        if len > limit {
+            return Err(CollectError::TooLarge);
+        }
+        match (&mut joined, first.take()) {
+            (Some(buf), _) => buf.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(earlier)) => {
+                let mut buf = BytesMut::with_capacity(len.max(earlier.len() * 2));
+                buf.extend_from_slice(&earlier);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
+    }
+    Ok(match joined {
+        Some(buf) => buf.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }
 
 /// Drives one item through the service, collects its body under the limit, and turns errors and
@@ -122,7 +166,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send,
     S::Future: Send,
     S::Error: Into<BoxError>,
-    ResBody: http_body::Body + Send,
+    ResBody: http_body::Body<Data = Bytes> + Send,
     ResBody::Error: Into<BoxError>,
 {
     let work = async move {
@@ -139,24 +183,16 @@ where
             }
         };
         let (parts, body) = response.into_parts();
-        match http_body_util::Limited::new(body, limit).collect().await {
-            Ok(collected) => Response::from_parts(parts, collected.to_bytes()),
-            Err(err) => {
-                if err
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    error_response(
-                        StatusCode::BAD_GATEWAY,
-                        &format!("the item's response is larger than the limit of {limit} bytes"),
-                    )
-                } else {
-                    error_response(
-                        StatusCode::BAD_GATEWAY,
-                        &format!("the item's response body failed: {err}"),
-                    )
-                }
-            }
+        match collect_limited(body, limit).await {
+            Ok(bytes) => Response::from_parts(parts, bytes),
+            Err(CollectError::TooLarge) => error_response(
+                StatusCode::BAD_GATEWAY,
+                &format!("the item's response is larger than the limit of {limit} bytes"),
+            ),
+            Err(CollectError::Body(err)) => error_response(
+                StatusCode::BAD_GATEWAY,
+                &format!("the item's response body failed: {err}"),
+            ),
         }
     };
     match AssertUnwindSafe(work).catch_unwind().await {
@@ -302,8 +338,8 @@ impl Scheduler {
             else {
                 continue;
             };
-            let fut = self.launcher.launch(req, span);
-            self.running.push(Box::pin(fut.map(move |res| (i, res))));
+            let fut = self.launcher.launch(i, req, span);
+            self.running.push(fut);
         }
     }
 

@@ -64,21 +64,6 @@ impl Encoder for MultipartEncoder {
     }
 }
 
-/// The `Content-ID` that answers a request part's `Content-ID`: `<X>` → `<response-X>`, a bare
-/// `X` → `response-X`, copied byte for byte. `None` when the value cannot be a header value.
-pub(crate) fn response_content_id(request_id: &str) -> Option<String> {
-    let t = request_id.trim_matches(|c| c == ' ' || c == '\t');
-    if t.is_empty() || t.bytes().any(|c| c.is_ascii_control() && c != b'\t') {
-        return None;
-    }
-    Some(
-        match t.strip_prefix('<').and_then(|s| s.strip_suffix('>')) {
-            Some(inner) => format!("<response-{inner}>"),
-            None => format!("response-{t}"),
-        },
-    )
-}
-
 /// Headers the part writer sets itself or that make no sense inside a part.
 fn skip_header(name: &header::HeaderName) -> bool {
     name == header::CONTENT_LENGTH
@@ -108,14 +93,46 @@ fn head_size(headers: &HeaderMap) -> usize {
 
 fn put_content_length(len: usize, out: &mut BytesMut) {
     out.put_slice(b"Content-Length: ");
-    let mut buf = itoa_buf(len);
-    out.put_slice(buf.as_bytes());
-    buf.clear();
+    put_decimal(len, out);
     out.put_slice(b"\r\n");
 }
 
-fn itoa_buf(n: usize) -> String {
-    n.to_string()
+/// Writes a number in decimal without going through a `String`.
+fn put_decimal(mut n: usize, out: &mut BytesMut) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[at..]);
+}
+
+/// Writes the `Content-ID` header that answers a request part's `Content-ID`: `<X>` →
+/// `<response-X>`, a bare `X` → `response-X`, copied byte for byte. Writes nothing for a value
+/// that cannot be a header value (empty, or with control characters).
+fn put_response_content_id(request_id: &str, out: &mut BytesMut) {
+    let t = request_id.trim_matches(|c| c == ' ' || c == '\t');
+    if t.is_empty() || t.bytes().any(|c| c.is_ascii_control() && c != b'\t') {
+        return;
+    }
+    out.put_slice(b"Content-ID: ");
+    match t.strip_prefix('<').and_then(|s| s.strip_suffix('>')) {
+        Some(inner) => {
+            out.put_slice(b"<response-");
+            out.put_slice(inner.as_bytes());
+            out.put_u8(b'>');
+        }
+        None => {
+            out.put_slice(b"response-");
+            out.put_slice(t.as_bytes());
+        }
+    }
+    out.put_slice(b"\r\n");
 }
 
 /// Writes one response part: delimiter, part headers, and the nested HTTP/1.1 response.
@@ -132,10 +149,8 @@ pub fn write_response_part(
     out.put_slice(b"--");
     out.put_slice(boundary.as_bytes());
     out.put_slice(b"\r\nContent-Type: application/http\r\n");
-    if let Some(cid) = request_content_id.and_then(response_content_id) {
-        out.put_slice(b"Content-ID: ");
-        out.put_slice(cid.as_bytes());
-        out.put_slice(b"\r\n");
+    if let Some(cid) = request_content_id {
+        put_response_content_id(cid, out);
     }
     out.put_slice(b"\r\n");
     put_status_line(response.status(), out);
@@ -226,18 +241,27 @@ mod tests {
         );
     }
 
+    fn echo(id: &str) -> String {
+        let mut out = BytesMut::new();
+        put_response_content_id(id, &mut out);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
     #[test]
     fn content_id_echo() {
-        assert_eq!(
-            response_content_id("<a+b c>").as_deref(),
-            Some("<response-a+b c>")
-        );
-        assert_eq!(
-            response_content_id("item1").as_deref(),
-            Some("response-item1")
-        );
-        assert_eq!(response_content_id(""), None);
-        assert_eq!(response_content_id("a\rb"), None);
+        assert_eq!(echo("<a+b c>"), "Content-ID: <response-a+b c>\r\n");
+        assert_eq!(echo("item1"), "Content-ID: response-item1\r\n");
+        assert_eq!(echo(""), "");
+        assert_eq!(echo("a\rb"), "");
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0usize, 7, 10, 1234567, usize::MAX] {
+            let mut out = BytesMut::new();
+            put_decimal(n, &mut out);
+            assert_eq!(&out[..], n.to_string().as_bytes());
+        }
     }
 
     #[test]
