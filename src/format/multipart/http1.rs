@@ -167,8 +167,17 @@ fn parse_headers(
         return Ok((HeaderMap::new(), raw.len()));
     }
     let rest = &raw[start..];
-    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers.min(1024)];
-    let parsed = match httparse::parse_headers(rest, &mut storage) {
+    // The default limit fits on the stack; only a larger configured limit allocates.
+    let mut on_stack = [httparse::EMPTY_HEADER; 64];
+    let mut on_heap = Vec::new();
+    let wanted = limits.max_headers.min(1024);
+    let storage: &mut [httparse::Header<'_>] = if wanted <= on_stack.len() {
+        &mut on_stack[..wanted]
+    } else {
+        on_heap.resize(wanted, httparse::EMPTY_HEADER);
+        &mut on_heap
+    };
+    let parsed = match httparse::parse_headers(rest, storage) {
         Ok(httparse::Status::Complete((len, fields))) => Some((len, fields.len())),
         Ok(httparse::Status::Partial) => None,
         Err(httparse::Error::TooManyHeaders) => {
@@ -191,7 +200,7 @@ fn parse_headers(
             let mut owned = rest.to_vec();
             owned.extend_from_slice(b"\r\n\r\n");
             storage.iter_mut().for_each(|h| *h = httparse::EMPTY_HEADER);
-            match httparse::parse_headers(&owned, &mut storage) {
+            match httparse::parse_headers(&owned, storage) {
                 Ok(httparse::Status::Complete((_, fields))) => {
                     let map = to_header_map(fields)?;
                     check_head_size(rest.len(), limits)?;

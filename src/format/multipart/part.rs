@@ -17,8 +17,46 @@ pub(crate) struct PartHead {
     pub(crate) depends_on: Option<String>,
 }
 
+/// Which of the headers we keep a line belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    ContentType,
+    ContentId,
+    TransferEncoding,
+    DependsOn,
+    /// A header the batch format does not use: skipped without copying.
+    Other,
+}
+
+fn field_of(name: &[u8]) -> Field {
+    let name = trim(name);
+    if name.eq_ignore_ascii_case(b"content-type") {
+        Field::ContentType
+    } else if name.eq_ignore_ascii_case(b"content-id") {
+        Field::ContentId
+    } else if name.eq_ignore_ascii_case(b"content-transfer-encoding") {
+        Field::TransferEncoding
+    } else if name.eq_ignore_ascii_case(b"depends-on") {
+        Field::DependsOn
+    } else {
+        Field::Other
+    }
+}
+
+fn trim(mut b: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = b {
+        b = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = b {
+        b = rest;
+    }
+    b
+}
+
 /// Reads the part headers; returns them and the range of the part's content (the nested
 /// message). A part that starts straight with a request line has no headers.
+///
+/// Only the headers the format uses are copied out; the rest are skipped in place.
 pub(crate) fn parse_part(
     raw: &[u8],
     limits: &Limits,
@@ -29,8 +67,8 @@ pub(crate) fn parse_part(
     }
     let mut pos = 0;
     let mut count = 0;
-    // The header being built, as (name, value) with folded lines joined.
-    let mut current: Option<(String, String)> = None;
+    // The header being built: which one, and its value with folded lines joined.
+    let mut current: Option<(Field, Vec<u8>)> = None;
     loop {
         if pos > limits.max_header_bytes {
             return Err(ItemError::bad_request(format!(
@@ -54,12 +92,14 @@ pub(crate) fn parse_part(
         }
         if line[0] == b' ' || line[0] == b'\t' {
             // Folded: per RFC 5322 unfolding removes only the line break.
-            let Some((_, value)) = current.as_mut() else {
+            let Some((field, value)) = current.as_mut() else {
                 return Err(ItemError::bad_request(
                     "part headers start with a continuation line",
                 ));
             };
-            value.push_str(&String::from_utf8_lossy(line));
+            if *field != Field::Other {
+                value.extend_from_slice(line);
+            }
             continue;
         }
         finish(&mut head, current.take());
@@ -76,24 +116,30 @@ pub(crate) fn parse_part(
                 String::from_utf8_lossy(line)
             )));
         };
-        let name = String::from_utf8_lossy(&line[..colon]).trim().to_owned();
-        let value = String::from_utf8_lossy(&line[colon + 1..]).to_string();
-        current = Some((name, value));
+        let field = field_of(&line[..colon]);
+        let value = if field == Field::Other {
+            Vec::new()
+        } else {
+            line[colon + 1..].to_vec()
+        };
+        current = Some((field, value));
     }
 }
 
-fn finish(head: &mut PartHead, header: Option<(String, String)>) {
-    let Some((name, value)) = header else { return };
-    let value = value.trim_matches(|c| c == ' ' || c == '\t').to_owned();
-    if name.eq_ignore_ascii_case("content-type") {
-        head.content_type = Some(value);
-    } else if name.eq_ignore_ascii_case("content-id") {
-        head.content_id = Some(value);
-    } else if name.eq_ignore_ascii_case("content-transfer-encoding") {
-        head.transfer_encoding = Some(value);
-    } else if name.eq_ignore_ascii_case("depends-on") {
-        head.depends_on = Some(value);
-    }
+fn finish(head: &mut PartHead, header: Option<(Field, Vec<u8>)>) {
+    let Some((field, value)) = header else { return };
+    let slot = match field {
+        Field::ContentType => &mut head.content_type,
+        Field::ContentId => &mut head.content_id,
+        Field::TransferEncoding => &mut head.transfer_encoding,
+        Field::DependsOn => &mut head.depends_on,
+        Field::Other => return,
+    };
+    let value = trim(&value);
+    *slot = Some(match std::str::from_utf8(value) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(value).into_owned(),
+    });
 }
 
 /// `GET /x`, `POST http://...`: an uppercase token and a space, with no colon before the space.
