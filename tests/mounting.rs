@@ -136,3 +136,19 @@ async fn plain_hyper_util_server() {
     .await;
     assert_eq!(raw.text(), "hi x ");
 }
+
+/// Google's per-API form `/batch/{api}/{version}` as a layer pattern: items keep their own path
+/// parameters. (Mounted with `route_service` at such a path instead, axum's private path
+/// parameters of the batch route would reach the items, which the layer cannot remove; the
+/// README says to use a pattern here.)
+#[tokio::test]
+async fn pattern_path_with_wrap_router() {
+    let app = BatchLayer::new()
+        .path("/batch/{api}/{version}")
+        .wrap_router(api());
+    let addr = serve(app).await;
+    let p = parts(&post_batch(addr, "/batch/farm/v1", "b", two_items()).await).await;
+    assert_eq!(p[0].status, 200, "{}", String::from_utf8_lossy(&p[0].body));
+    assert_eq!(&p[0].body[..], b"hello ann");
+    assert_eq!(&p[1].body[..], b"hello bob");
+}
