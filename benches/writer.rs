@@ -43,7 +43,7 @@ fn answers(n: usize, body_len: usize) -> Vec<(ItemMeta, Response<Bytes>)> {
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             let meta = ItemMeta {
                 index: i,
-                id: Some(format!("item{i}")),
+                id: Some(format!("item{i}").into()),
                 echo: Some(format!("<item{i}>")),
             };
             (meta, res)

@@ -1,6 +1,8 @@
 //! What a format hands to the scheduler ([`Item`]) and what it gets back ([`ItemMeta`] plus the
 //! item's `http::Response<Bytes>`).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::Request;
 
@@ -13,7 +15,7 @@ use crate::error::ItemError;
 #[derive(Debug)]
 pub struct Item {
     pub(crate) request: Result<Request<Bytes>, ItemError>,
-    pub(crate) id: Option<String>,
+    pub(crate) id: Option<Arc<str>>,
     pub(crate) echo: Option<String>,
     pub(crate) depends_on: Vec<String>,
 }
@@ -44,7 +46,7 @@ impl Item {
 
     /// Sets the item's id: the key that must be unique within a batch and that other items name
     /// in their dependencies. Empty ids count as no id.
-    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+    pub fn with_id(mut self, id: impl Into<Arc<str>>) -> Self {
         let id = id.into();
         self.id = if id.is_empty() { None } else { Some(id) };
         self
@@ -96,8 +98,8 @@ impl Item {
 pub struct ItemMeta {
     /// The item's zero-based position in the batch.
     pub index: usize,
-    /// The item's id, if it had one.
-    pub id: Option<String>,
+    /// The item's id, if it had one (shared with the item's [`BatchContext`](crate::BatchContext)).
+    pub id: Option<Arc<str>>,
     /// The format-private text set with [`Item::with_echo`].
     pub echo: Option<String>,
 }

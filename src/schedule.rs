@@ -66,39 +66,47 @@ where
             }
             _ => Either::Right(run_item(service, request, limit)),
         };
-        let record = span.clone();
-        let item = async move {
-            let res = match timeout {
-                None => run.await,
-                Some(d) => match tokio::time::timeout(d, run).await {
+        match timeout {
+            // Without a timeout the item's future carries no timer, and stays small.
+            None => finish(index, span, self.execution, run),
+            Some(d) => finish(index, span, self.execution, async move {
+                match tokio::time::timeout(d, run).await {
                     Ok(res) => res,
                     Err(_) => error_response(
                         StatusCode::GATEWAY_TIMEOUT,
                         &format!("the item did not answer within {} ms", d.as_millis()),
                     ),
-                },
-            };
-            record.record("status", res.status().as_u16());
-            (index, res)
+                }
+            }),
         }
-        .instrument(span);
-        match self.execution {
-            Execution::Polled => Box::pin(item),
-            Execution::Spawned => {
-                let mut handle = AbortOnDrop(tokio::spawn(item));
-                Box::pin(async move {
-                    match (&mut handle.0).await {
-                        Ok(done) => done,
-                        Err(_) => (
-                            index,
-                            error_response(
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                "the item's task failed",
-                            ),
-                        ),
-                    }
-                })
-            }
+    }
+}
+
+/// Boxes an item's future once, recording its status in its span, polled in place or spawned.
+fn finish<F>(index: usize, span: tracing::Span, execution: Execution, run: F) -> Indexed
+where
+    F: Future<Output = Response<Bytes>> + Send + 'static,
+{
+    let record = span.clone();
+    let item = async move {
+        let res = run.await;
+        record.record("status", res.status().as_u16());
+        (index, res)
+    }
+    .instrument(span);
+    match execution {
+        Execution::Polled => Box::pin(item),
+        Execution::Spawned => {
+            let mut handle = AbortOnDrop(tokio::spawn(item));
+            Box::pin(async move {
+                match (&mut handle.0).await {
+                    Ok(done) => done,
+                    Err(_) => (
+                        index,
+                        error_response(StatusCode::INTERNAL_SERVER_ERROR, "the item's task failed"),
+                    ),
+                }
+            })
         }
     }
 }

@@ -367,7 +367,7 @@ where
         let ctx = BatchContext {
             batch_id: batch_id.clone(),
             index,
-            id: meta.id.as_deref().map(Arc::from),
+            id: meta.id.clone(),
             total: n,
             depth: outer.depth + 1,
             store: store.clone(),

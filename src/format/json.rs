@@ -680,7 +680,7 @@ impl Encoder for JsonEncoder {
         out.put_slice(b"{\"id\":");
         // Decoding requires ids, so the index only stands in for items of other formats.
         match &meta.id {
-            Some(id) => put_json(out, id),
+            Some(id) => put_json(out, &**id),
             None => put_json(out, &meta.index.to_string()),
         }
         out.put_slice(b",\"status\":");

@@ -103,7 +103,7 @@ fn decode_part(raw: Bytes, limits: &crate::Limits) -> Item {
         },
     };
     if let Some(cid) = head.content_id {
-        let key = strip_angles(&cid).to_owned();
+        let key: std::sync::Arc<str> = strip_angles(&cid).into();
         item = item.with_id(key).with_echo(cid);
     }
     if let Some(deps) = head.depends_on {

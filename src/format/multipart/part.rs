@@ -8,7 +8,8 @@ use std::ops::Range;
 use crate::error::ItemError;
 use crate::limits::Limits;
 
-/// The part headers the batch format cares about.
+/// The part headers the batch format cares about. `content_type` and `transfer_encoding` are
+/// only kept when they are not the expected `application/http` and `binary`/`7bit`/`8bit`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct PartHead {
     pub(crate) content_type: Option<String>,
@@ -67,8 +68,8 @@ pub(crate) fn parse_part(
     }
     let mut pos = 0;
     let mut count = 0;
-    // The header being built: which one, and its value with folded lines joined.
-    let mut current: Option<(Field, Vec<u8>)> = None;
+    // The header being built: which one, and its value (copied only once a fold joins lines).
+    let mut current: Option<(Field, Value<'_>)> = None;
     loop {
         if pos > limits.max_header_bytes {
             return Err(ItemError::bad_request(format!(
@@ -98,7 +99,7 @@ pub(crate) fn parse_part(
                 ));
             };
             if *field != Field::Other {
-                value.extend_from_slice(line);
+                value.push_line(line);
             }
             continue;
         }
@@ -117,25 +118,62 @@ pub(crate) fn parse_part(
             )));
         };
         let field = field_of(&line[..colon]);
-        let value = if field == Field::Other {
-            Vec::new()
-        } else {
-            line[colon + 1..].to_vec()
-        };
-        current = Some((field, value));
+        current = Some((field, Value::Slice(&line[colon + 1..])));
     }
 }
 
-fn finish(head: &mut PartHead, header: Option<(Field, Vec<u8>)>) {
+/// A header value: a slice of the part, or an owned copy once a folded line was joined to it.
+enum Value<'a> {
+    Slice(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Value<'_> {
+    fn push_line(&mut self, line: &[u8]) {
+        if let Value::Slice(first) = self {
+            *self = Value::Owned(first.to_vec());
+        }
+        if let Value::Owned(v) = self {
+            v.extend_from_slice(line);
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Value::Slice(s) => s,
+            Value::Owned(v) => v,
+        }
+    }
+}
+
+fn finish(head: &mut PartHead, header: Option<(Field, Value<'_>)>) {
     let Some((field, value)) = header else { return };
+    let value = value.bytes();
     let slot = match field {
-        Field::ContentType => &mut head.content_type,
+        // The expected values are not kept: `None` means "fine" to the caller, which only
+        // looks closer at unexpected ones.
+        Field::ContentType => {
+            let essence = trim(value.split(|c| *c == b';').next().unwrap_or_default());
+            if essence.eq_ignore_ascii_case(b"application/http") {
+                return;
+            }
+            &mut head.content_type
+        }
+        Field::TransferEncoding => {
+            let cte = trim(value);
+            if [&b"binary"[..], b"7bit", b"8bit"]
+                .iter()
+                .any(|e| cte.eq_ignore_ascii_case(e))
+            {
+                return;
+            }
+            &mut head.transfer_encoding
+        }
         Field::ContentId => &mut head.content_id,
-        Field::TransferEncoding => &mut head.transfer_encoding,
         Field::DependsOn => &mut head.depends_on,
         Field::Other => return,
     };
-    let value = trim(&value);
+    let value = trim(value);
     *slot = Some(match std::str::from_utf8(value) {
         Ok(text) => text.to_owned(),
         Err(_) => String::from_utf8_lossy(value).into_owned(),
@@ -163,7 +201,7 @@ mod tests {
         let (h, rest) =
             parse("Content-Type: application/http\r\nContent-ID: <a+b>\r\n\r\nGET / HTTP/1.1\r\n")
                 .unwrap();
-        assert_eq!(h.content_type.as_deref(), Some("application/http"));
+        assert_eq!(h.content_type, None, "the expected type is not kept");
         assert_eq!(h.content_id.as_deref(), Some("<a+b>"));
         assert_eq!(rest, "GET / HTTP/1.1\r\n");
     }
