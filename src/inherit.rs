@@ -127,6 +127,16 @@ fn same_authority(a: &str, b: &str) -> bool {
     ha.eq_ignore_ascii_case(hb) && (pa == pb || pa.is_none() || pb.is_none())
 }
 
+/// The request id an item without its own gets: the outer id, `-`, and the item's index.
+pub(crate) fn derived_id(outer: &Outer, index: usize) -> Option<HeaderValue> {
+    let outer_id = outer.request_id.as_ref()?;
+    let mut id = Vec::with_capacity(outer_id.len() + 5);
+    id.extend_from_slice(outer_id.as_bytes());
+    id.push(b'-');
+    id.extend_from_slice(index.to_string().as_bytes());
+    HeaderValue::from_bytes(&id).ok()
+}
+
 /// Checks one decoded item and gives it what it inherits; the result goes to the inner service.
 pub(crate) fn prepare(
     mut req: Request<Bytes>,
@@ -280,14 +290,10 @@ pub(crate) fn prepare(
     }
 
     // Request id: the outer id plus the item index, unless the item set its own.
-    if let (Some(name), Some(outer_id)) = (&config.request_id_header, &outer.request_id) {
+    if let Some(name) = &config.request_id_header {
         if !req.headers().contains_key(name) {
-            let mut id = Vec::with_capacity(outer_id.len() + 5);
-            id.extend_from_slice(outer_id.as_bytes());
-            id.push(b'-');
-            id.extend_from_slice(ctx.index.to_string().as_bytes());
-            if let Ok(v) = HeaderValue::from_bytes(&id) {
-                req.headers_mut().insert(name.clone(), v);
+            if let Some(id) = derived_id(outer, ctx.index) {
+                req.headers_mut().insert(name.clone(), id);
             }
         }
     }

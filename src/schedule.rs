@@ -19,7 +19,9 @@ use http::{Request, Response, StatusCode};
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
+use crate::context::BatchContext;
 use crate::error::error_response;
+use crate::inherit::{prepare, Outer};
 use crate::layer::Execution;
 use crate::BoxError;
 
@@ -28,12 +30,21 @@ pub(crate) type Indexed = Pin<Box<dyn Future<Output = (usize, Response<Bytes>)> 
 
 /// Starts one item: sends it through a clone of the inner service.
 pub(crate) trait Launch: Send {
-    fn launch(&mut self, index: usize, request: Request<Bytes>, span: tracing::Span) -> Indexed;
+    fn launch(
+        &mut self,
+        index: usize,
+        request: Request<Bytes>,
+        span: tracing::Span,
+        ctx: BatchContext,
+    ) -> Indexed;
 }
 
 /// The launcher over a concrete inner service.
 pub(crate) struct Launcher<S, ReqBody> {
     pub(crate) service: S,
+    /// What items inherit from the outer request.
+    pub(crate) outer: std::sync::Arc<Outer>,
+    pub(crate) config: std::sync::Arc<crate::layer::Config>,
     pub(crate) item_timeout: Option<Duration>,
     pub(crate) max_response_bytes: usize,
     pub(crate) execution: Execution,
@@ -54,7 +65,22 @@ where
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
-    fn launch(&mut self, index: usize, request: Request<Bytes>, span: tracing::Span) -> Indexed {
+    fn launch(
+        &mut self,
+        index: usize,
+        request: Request<Bytes>,
+        span: tracing::Span,
+        ctx: BatchContext,
+    ) -> Indexed {
+        let request = match prepare(request, &self.outer, &self.config, ctx) {
+            Ok(request) => request,
+            Err(err) => {
+                tracing::debug!(parent: &span, index, error = %err, "batch item refused");
+                span.record("status", err.status().as_u16());
+                let res = err.to_response();
+                return Box::pin(std::future::ready((index, res)));
+            }
+        };
         let service = self.service.clone();
         let limit = self.max_response_bytes;
         let timeout = self.item_timeout;
@@ -218,7 +244,7 @@ where
 /// One item as the scheduler sees it.
 enum Slot {
     /// Waiting to run (for its turn, or for its dependencies).
-    Waiting(Request<Bytes>, tracing::Span),
+    Waiting(Request<Bytes>, tracing::Span, BatchContext),
     Running,
     /// Answered, not yet handed to the encoder.
     Done(Response<Bytes>),
@@ -247,7 +273,7 @@ pub(crate) struct Scheduler {
 
 /// An item handed to the scheduler: a request to run, or an answer known up front.
 pub(crate) enum Entry {
-    Run(Request<Bytes>, tracing::Span),
+    Run(Request<Bytes>, tracing::Span, BatchContext),
     Answered(Response<Bytes>),
 }
 
@@ -264,7 +290,7 @@ impl Scheduler {
         let mut answered = Vec::new();
         for (i, e) in entries.into_iter().enumerate() {
             match e {
-                Entry::Run(req, span) => slots.push(Slot::Waiting(req, span)),
+                Entry::Run(req, span, ctx) => slots.push(Slot::Waiting(req, span, ctx)),
                 Entry::Answered(res) => {
                     answered.push(i);
                     slots.push(Slot::Done(res));
@@ -342,11 +368,12 @@ impl Scheduler {
                 break;
             }
             self.ready.pop_front();
-            let Slot::Waiting(req, span) = std::mem::replace(&mut self.slots[i], Slot::Running)
+            let Slot::Waiting(req, span, ctx) =
+                std::mem::replace(&mut self.slots[i], Slot::Running)
             else {
                 continue;
             };
-            let fut = self.launcher.launch(i, req, span);
+            let fut = self.launcher.launch(i, req, span, ctx);
             self.running.push(fut);
         }
     }

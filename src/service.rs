@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower_service::Service;
 
@@ -373,10 +373,18 @@ where
             store: store.clone(),
             budget: budget.clone(),
         };
-        let prepared = request.and_then(|r| inherit::prepare(r, &outer, &config, ctx));
-        match prepared {
+        // Items are checked and given what they inherit when they start (see `Launcher`), so a
+        // waiting item holds only its parsed request, not the inherited headers and extensions.
+        match request {
             Ok(r) => {
-                let rid = id_header.as_ref().and_then(|h| r.headers().get(h)).cloned();
+                let rid = match id_header.as_ref() {
+                    Some(h) => r
+                        .headers()
+                        .get(h)
+                        .cloned()
+                        .or_else(|| inherit::derived_id(&outer, index)),
+                    None => None,
+                };
                 let item_span = tracing::info_span!(
                     parent: &span,
                     "batch_item",
@@ -388,17 +396,11 @@ where
                     status = tracing::field::Empty,
                 );
                 request_ids.push(rid);
-                entries.push(Entry::Run(r, item_span));
+                entries.push(Entry::Run(r, item_span, ctx));
             }
             Err(err) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
-                let rid = outer.request_id.as_ref().and_then(|outer_id| {
-                    let mut v = outer_id.as_bytes().to_vec();
-                    v.push(b'-');
-                    v.extend_from_slice(index.to_string().as_bytes());
-                    HeaderValue::from_bytes(&v).ok()
-                });
-                request_ids.push(rid);
+                request_ids.push(inherit::derived_id(&outer, index));
                 entries.push(Entry::Answered(err.to_response()));
             }
         }
@@ -406,6 +408,8 @@ where
     }
     let launcher = Box::new(Launcher::<S, ReqBody> {
         service,
+        outer: Arc::new(outer),
+        config: config.clone(),
         item_timeout: config.item_timeout,
         max_response_bytes: config.limits.max_item_response_bytes,
         execution: config.execution,
