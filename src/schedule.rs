@@ -242,6 +242,9 @@ where
 }
 
 /// One item as the scheduler sees it.
+// The slots live in one vector allocated once per batch; boxing the large variant would cost an
+// allocation per item instead.
+#[allow(clippy::large_enum_variant)]
 enum Slot {
     /// Waiting to run (for its turn, or for its dependencies).
     Waiting(Request<Bytes>, tracing::Span, BatchContext),
@@ -272,6 +275,7 @@ pub(crate) struct Scheduler {
 }
 
 /// An item handed to the scheduler: a request to run, or an answer known up front.
+#[allow(clippy::large_enum_variant)] // moved into `Slot` once; see there
 pub(crate) enum Entry {
     Run(Request<Bytes>, tracing::Span, BatchContext),
     Answered(Response<Bytes>),
