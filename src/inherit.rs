@@ -39,6 +39,18 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-authenticate",
 ];
 
+/// The header names a `Connection` header lists: hop-by-hop too (RFC 9110 §7.6.1).
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 fn is_hop_by_hop(name: &HeaderName, listed: &[String]) -> bool {
     let n = name.as_str();
     HOP_BY_HOP.contains(&n) || n.starts_with("proxy-") || listed.iter().any(|l| l == n)
@@ -46,16 +58,7 @@ fn is_hop_by_hop(name: &HeaderName, listed: &[String]) -> bool {
 
 impl Outer {
     pub(crate) fn new(parts: &Parts, config: &Config) -> Self {
-        // Names listed in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
-        let listed: Vec<String> = parts
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|s| s.trim().to_ascii_lowercase())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let listed = connection_listed(&parts.headers);
         let mut headers = HeaderMap::with_capacity(parts.headers.len());
         for (name, value) in &parts.headers {
             if name.as_str().starts_with("content-")
@@ -249,15 +252,7 @@ pub(crate) fn prepare(
         ));
     }
     // The item's own hop-by-hop headers describe a connection it does not have.
-    let listed: Vec<String> = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let listed = connection_listed(req.headers());
     let hop: Vec<HeaderName> = req
         .headers()
         .keys()
