@@ -112,9 +112,7 @@ where
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let parsed = content_type
-            .as_deref()
-            .and_then(|ct| ct.parse::<mime::Mime>().ok());
+        let parsed = content_type.as_deref().and_then(parse_content_type);
         let format = parsed
             .as_ref()
             .and_then(|m| format::pick(formats, m))
@@ -134,6 +132,37 @@ where
         let config = self.config.clone();
         ResponseFuture::batch(Box::pin(run_batch(service, config, format, mime, req)))
     }
+}
+
+/// Parses a content type, tolerating what real clients send and `mime` refuses: parameter values
+/// with characters that should have been quoted (`type=application/http`, `boundary=a=b`).
+pub(crate) fn parse_content_type(ct: &str) -> Option<mime::Mime> {
+    if let Ok(m) = ct.parse() {
+        return Some(m);
+    }
+    let mut pieces = ct.split(';');
+    let mut fixed = pieces.next()?.trim().to_owned();
+    for param in pieces {
+        let param = param.trim();
+        if param.is_empty() {
+            continue;
+        }
+        let (name, value) = param.split_once('=')?;
+        let value = value.trim();
+        fixed.push_str("; ");
+        fixed.push_str(name.trim());
+        fixed.push('=');
+        if value.starts_with('"') {
+            fixed.push_str(value);
+        } else if value.contains('"') || value.contains('\\') {
+            return None;
+        } else {
+            fixed.push('"');
+            fixed.push_str(value);
+            fixed.push('"');
+        }
+    }
+    fixed.parse().ok()
 }
 
 fn reject<F, B>(err: BatchError) -> ResponseFuture<F, B> {
@@ -447,6 +476,18 @@ mod tests {
         Item::new(Request::new(Bytes::new()))
             .with_id(id)
             .with_depends_on(deps.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn lenient_content_types() {
+        let m =
+            parse_content_type("multipart/mixed; boundary=batch_1; type=application/http").unwrap();
+        assert_eq!(m.essence_str(), "multipart/mixed");
+        assert_eq!(m.get_param("boundary").unwrap(), "batch_1");
+        let m = parse_content_type("multipart/mixed; boundary===a=b==").unwrap();
+        assert_eq!(m.get_param("boundary").unwrap(), "==a=b==");
+        assert!(parse_content_type("multipart/mixed; boundary").is_none());
+        assert!(parse_content_type("not a type").is_none());
     }
 
     #[test]

@@ -599,3 +599,19 @@ DELETE /farm/v1/animals/llama\r\n\
     assert_eq!(raw.status, 400);
     assert_eq!(raw.json()["error"]["reason"], "DEPENDENCY_CYCLE");
 }
+
+/// Content types that `mime` alone would refuse: an unquoted `type=application/http` parameter
+/// and an unquoted boundary with `=` in it.
+#[tokio::test]
+async fn lenient_outer_content_types() {
+    let addr = farm::spawn(None).await;
+    for (ct, boundary) in [
+        ("multipart/mixed; boundary=b; type=application/http", "b"),
+        ("Multipart/Mixed; Boundary===x=y==", "==x=y=="),
+    ] {
+        let body = batch(boundary, &[("<1>", "GET /farm/v1/animals/pony")]);
+        let raw = post(addr, "/batch", ct, body, &[]).await;
+        let p = parts(&raw).await;
+        assert_eq!(p[0].json()["animalName"], "pony", "{ct}");
+    }
+}

@@ -46,9 +46,10 @@ pub(crate) fn read_answer(
         .ok_or_else(|| ClientError::Decode {
             reason: "the batch response has no content type".into(),
         })?;
-    let mime: mime::Mime = content_type.parse().map_err(|_| ClientError::Decode {
-        reason: format!("the batch response has an invalid content type `{content_type}`"),
-    })?;
+    let mime =
+        crate::service::parse_content_type(content_type).ok_or_else(|| ClientError::Decode {
+            reason: format!("the batch response has an invalid content type `{content_type}`"),
+        })?;
     if mime.type_() == mime::MULTIPART {
         return read_multipart(&mime, body, ids);
     }
