@@ -183,6 +183,22 @@ pub(crate) fn prepare(
         }
     }
 
+    if let Some(root) = &config.service_root {
+        let path = req.uri().path();
+        let under = path
+            .strip_prefix(root.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        if !under {
+            let pq = match req.uri().query() {
+                Some(q) => format!("{root}{path}?{q}"),
+                None => format!("{root}{path}"),
+            };
+            *req.uri_mut() = Uri::try_from(pq).map_err(|_| {
+                ItemError::bad_request("item path could not be resolved under the service root")
+            })?;
+        }
+    }
+
     let method = req.method().clone();
     if method == Method::CONNECT {
         return Err(ItemError::bad_request("CONNECT requests cannot be batched"));
@@ -436,6 +452,28 @@ mod tests {
             prepare(item, &outer, &config, ctx()).unwrap_err().status(),
             400
         );
+    }
+
+    #[test]
+    fn service_root_resolves_relative_items() {
+        let config = crate::BatchLayer::new()
+            .service_root("v1.0/")
+            .config
+            .as_ref()
+            .clone();
+        let (outer, _) = Request::post("/v1.0/$batch").body(()).unwrap().into_parts();
+        let outer = Outer::new(&outer, &config);
+        let run = |target: &str| {
+            let item = Request::get(target).body(Bytes::new()).unwrap();
+            prepare(item, &outer, &config, ctx())
+                .unwrap()
+                .uri()
+                .to_string()
+        };
+        assert_eq!(run("/me/messages?top=2"), "/v1.0/me/messages?top=2");
+        assert_eq!(run("/v1.0/me"), "/v1.0/me");
+        assert_eq!(run("/v1.0"), "/v1.0");
+        assert_eq!(run("/v1.00/x"), "/v1.0/v1.00/x");
     }
 
     #[test]

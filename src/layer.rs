@@ -119,6 +119,7 @@ pub(crate) struct Config {
     pub(crate) policy: ItemPolicy,
     pub(crate) budget: Option<(u64, Weigh)>,
     pub(crate) execution: Execution,
+    pub(crate) service_root: Option<String>,
 }
 
 impl Default for Config {
@@ -147,6 +148,7 @@ impl Default for Config {
             policy: ItemPolicy::default(),
             budget: None,
             execution: Execution::Polled,
+            service_root: None,
         }
     }
 }
@@ -205,6 +207,7 @@ impl fmt::Debug for BatchLayer {
             .field("auth", &c.auth)
             .field("max_nesting", &c.max_nesting)
             .field("execution", &c.execution)
+            .field("service_root", &c.service_root)
             .finish_non_exhaustive()
     }
 }
@@ -487,6 +490,28 @@ impl BatchLayer {
     /// How items are executed. Default [`Execution::Polled`].
     pub fn execution(mut self, execution: Execution) -> Self {
         self.config().execution = execution;
+        self
+    }
+
+    /// Resolves item paths under a service root, as Microsoft Graph and OData clients expect:
+    /// with `service_root("/v1.0")`, an item for `/me` (or `me`) runs as `/v1.0/me`, while an
+    /// item that already names `/v1.0/...` is left alone. Default: none, item paths are taken
+    /// from the server's root, as Google's clients write them.
+    ///
+    /// ```
+    /// use http_batch::BatchLayer;
+    ///
+    /// // Graph style: POST /v1.0/$batch with items like {"url": "/me/messages"}.
+    /// let layer = BatchLayer::new().path("/v1.0/$batch").service_root("/v1.0");
+    /// ```
+    pub fn service_root(mut self, root: impl AsRef<str>) -> Self {
+        let root = root.as_ref().trim_end_matches('/');
+        let root = if root.starts_with('/') {
+            root.to_owned()
+        } else {
+            format!("/{root}")
+        };
+        self.config().service_root = (root != "/" && !root.is_empty()).then_some(root);
         self
     }
 

@@ -833,3 +833,51 @@ async fn json_request_bodies_are_passed_verbatim() {
         "{text}"
     );
 }
+
+/// Graph style: the batch at `/v1.0/$batch`, items addressed relative to the service root
+/// (`/me`, `me`), resolved under `/v1.0` by `service_root`.
+#[tokio::test]
+async fn graph_style_service_root() {
+    use axum::routing::get;
+    let api = axum::Router::new()
+        .route(
+            "/v1.0/me",
+            get(|| async {
+                (
+                    [(http::header::CONTENT_TYPE, "application/json")],
+                    r#"{"displayName":"Ann"}"#,
+                )
+            }),
+        )
+        .route(
+            "/v1.0/me/messages",
+            get(|uri: http::Uri| async move { uri.to_string() }),
+        );
+    let app = http_batch::BatchLayer::new()
+        .path("/v1.0/$batch")
+        .service_root("/v1.0")
+        .wrap_router(api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let body = r#"{"requests":[
+        {"id":"1","method":"GET","url":"/me"},
+        {"id":"2","method":"GET","url":"me/messages?$top=2"},
+        {"id":"3","method":"GET","url":"/v1.0/me"}]}"#;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let req = http::Request::post(format!("http://{addr}/v1.0/$batch"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    use http_body_util::BodyExt;
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let out = res.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let r = v["responses"].as_array().unwrap();
+    assert_eq!(r[0]["status"], 200, "{v}");
+    assert_eq!(r[0]["body"]["displayName"], "Ann");
+    assert_eq!(r[1]["body"], "/v1.0/me/messages?$top=2", "{v}");
+    assert_eq!(r[2]["status"], 200);
+}
