@@ -250,3 +250,62 @@ async fn transport_failure_reaches_each_caller_as_an_error() {
         assert!(matches!(err, ClientError::Transport(_)), "{err:?}");
     }
 }
+
+/// `max_in_flight(1)`: however many calls are made at once, at most one batch request is on its
+/// way at a time, and every call is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_in_flight_are_capped() {
+    let busy = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (b, m) = (busy.clone(), most.clone());
+    let api = Router::new().route(
+        "/echo/{n}",
+        get(|Path(n): Path<u64>| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            n.to_string()
+        }),
+    );
+    // Counts batch requests being served at once, outside the batch layer.
+    let app = BatchLayer::new()
+        .wrap_router(api)
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let (b, m) = (b.clone(), m.clone());
+            async move {
+                let now = b.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                let res = next.run(req).await;
+                // The batch body streams after the head; wait for it to be read in full.
+                let (parts, body) = res.into_parts();
+                let bytes = body.collect().await.unwrap().to_bytes();
+                b.fetch_sub(1, Ordering::SeqCst);
+                axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+            }
+        }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let svc = layer(addr)
+        .window(Duration::from_millis(1))
+        .max_batch(10)
+        .max_in_flight(1)
+        .layer(http_client());
+    let tasks: Vec<_> = (0..100u64)
+        .map(|n| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                let res = svc.oneshot(get_echo(addr, n)).await.unwrap();
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(body, n.to_string());
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        1,
+        "more than one batch was in flight"
+    );
+}

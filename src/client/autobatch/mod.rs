@@ -30,6 +30,7 @@ pub(crate) struct Config {
     pub(crate) idempotent_only: bool,
     pub(crate) predicate: Option<Predicate>,
     pub(crate) queue: usize,
+    pub(crate) max_in_flight: usize,
 }
 
 impl Config {
@@ -154,6 +155,9 @@ impl AutoBatchLayer {
                 idempotent_only: false,
                 predicate: None,
                 queue: 1024,
+                // Enough to keep a server busy; few enough that a burst of calls cannot open
+                // an unbounded number of connections.
+                max_in_flight: 16,
             },
         }
     }
@@ -207,6 +211,15 @@ impl AutoBatchLayer {
     /// Default 1024.
     pub fn queue(mut self, n: usize) -> Self {
         self.config.queue = n.max(1);
+        self
+    }
+
+    /// How many batch requests may be on their way at once. Default 16. When that many are
+    /// out, the next batch waits for one to come back, and calls queue up behind it (and then
+    /// wait to be queued, see [`queue`](Self::queue)): load is pushed back to the callers
+    /// instead of piling up as open requests.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.config.max_in_flight = n.max(1);
         self
     }
 }

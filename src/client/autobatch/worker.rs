@@ -35,6 +35,7 @@ pub(crate) async fn run<S, ReqB, ResB>(
     ResB::Data: Send,
     ResB::Error: Into<BoxError>,
 {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
     while let Some(first) = queue.recv().await {
         let deadline = Instant::now() + config.window;
         let mut calls = vec![first];
@@ -57,7 +58,16 @@ pub(crate) async fn run<S, ReqB, ResB>(
         if calls.is_empty() {
             continue;
         }
-        tokio::spawn(send(client.clone(), config.clone(), calls));
+        // Wait for a free slot; the permit travels with the batch and frees the slot when its
+        // answers are handed out.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let (client, config) = (client.clone(), config.clone());
+        tokio::spawn(async move {
+            send(client, config, calls).await;
+            drop(permit);
+        });
     }
 }
 
