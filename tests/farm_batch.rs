@@ -615,3 +615,26 @@ async fn lenient_outer_content_types() {
         assert_eq!(p[0].json()["animalName"], "pony", "{ct}");
     }
 }
+
+/// An OData change set (a nested multipart part) is refused with its own 501; the items around
+/// it run.
+#[tokio::test]
+async fn change_sets_are_refused_with_501() {
+    let addr = farm::spawn(None).await;
+    let body = "--b\r\nContent-Type: application/http\r\nContent-ID: <1>\r\n\r\nGET /farm/v1/animals/pony\r\n\
+--b\r\nContent-Type: multipart/mixed; boundary=cs\r\n\r\n\
+--cs\r\nContent-Type: application/http\r\nContent-ID: <2>\r\n\r\nDELETE /farm/v1/animals/cow\r\n--cs--\r\n\
+--b\r\nContent-Type: application/http\r\nContent-ID: <3>\r\n\r\nGET /farm/v1/animals/cow\r\n\
+--b--\r\n";
+    let p = parts(&post_batch(addr, "/batch", "b", body).await).await;
+    assert_eq!(
+        p.iter().map(|p| p.status).collect::<Vec<_>>(),
+        [200, 501, 200]
+    );
+    assert!(p[1].json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("change sets"));
+    // The change set's DELETE never ran.
+    assert_eq!(p[2].json()["animalName"], "cow");
+}
