@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs (idempotently) the pinned JavaScript clients for the interop tests
+# (tests/js/package.json + package-lock.json, run by tests/graph_js.rs) into target/js.
+#
+# Usage: scripts/js-deps.sh
+#   HTTP_BATCH_JS_DIR=/some/dir  install location (default: target/js under the repository root)
+#   NPM=npm                      npm executable
+#
+# The last line printed is the absolute path of the node_modules directory. When it already
+# holds the pinned lockfile's packages it returns at once, without touching the network.
+#
+# Exit status: 0 ready; 75 npm cannot reach the registry, which the Rust test reports as a
+# skip; anything else is a real failure.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="${HTTP_BATCH_JS_DIR:-$ROOT/target/js}"
+NPM="${NPM:-npm}"
+SRC="$ROOT/tests/js"
+
+# Several test binaries may call this at once; one installs, the others wait for it.
+mkdir -p "$DIR"
+exec 9>"$DIR.lock"
+if command -v flock >/dev/null; then
+  flock 9
+fi
+
+STAMP="$DIR/node_modules/.http-batch-stamp"
+WANT="$(cat "$SRC/package.json" "$SRC/package-lock.json")"
+
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
+  echo "$DIR/node_modules"
+  exit 0
+fi
+
+# npm works on the directory holding package.json, so the pinned manifest is copied out of
+# the source tree: node_modules then lives under target/ and never in tests/.
+cp "$SRC/package.json" "$SRC/package-lock.json" "$DIR/"
+echo "installing $(grep -o '"@[^"]*": *"[^"]*"' "$SRC/package.json" | tr -d ' ') into $DIR" >&2
+if ! (cd "$DIR" && "$NPM" ci --no-audit --no-fund --loglevel=error >&2); then
+  # Only an unreachable registry is a skip; a registry that answers but an install that
+  # still fails is a real failure.
+  if ! (cd "$DIR" && "$NPM" ping --loglevel=silent >/dev/null 2>&1); then
+    echo "npm cannot reach the registry" >&2
+    exit 75
+  fi
+  echo "npm ci failed while the registry is reachable" >&2
+  exit 1
+fi
+
+# A broken install is a real failure, not a skip.
+(cd "$DIR" && node -e 'require("@microsoft/microsoft-graph-client")') >&2
+
+printf '%s' "$WANT" >"$STAMP"
+echo "$DIR/node_modules"
