@@ -261,7 +261,7 @@ async fn answers_every_request_with_its_id_status_headers_and_body() {
     assert_eq!(ids(&responses), ["1", "2", "3", "4", "5"]);
     assert_eq!(statuses(&responses), [200, 201, 200, 404, 404]);
     assert_eq!(responses[0]["body"], json!({"name": "pony"}));
-    assert_eq!(responses[0]["headers"]["content-type"], "application/json");
+    assert_eq!(responses[0]["headers"]["Content-Type"], "application/json");
     assert_eq!(responses[1]["body"], json!({"name": "goat", "age": 3}));
     assert_eq!(responses[2]["body"], json!({"name": "cow"}));
     assert_eq!(responses[3]["body"]["error"]["code"], 404);
@@ -578,7 +578,7 @@ async fn bodies_round_trip_as_json_text_and_base64() {
     assert_eq!(marker(&responses[8]), Some(json!("base64")));
     assert_eq!(responses[9]["body"], "AJ+Slv8=");
     assert_eq!(
-        responses[9]["headers"]["content-type"],
+        responses[9]["headers"]["Content-Type"],
         "application/octet-stream"
     );
 }

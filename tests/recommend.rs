@@ -249,7 +249,7 @@ async fn json_batch_with_distinct_recomms() {
         assert_eq!(r["id"], json!(id));
         assert_eq!(r["status"], json!(200), "{r}");
         // recommId is the item's request id, which the item's headers carry.
-        assert_eq!(r["body"]["recommId"], r["headers"]["x-request-id"]);
+        assert_eq!(r["body"]["recommId"], r["headers"]["X-Request-Id"]);
         lists.push(ids(&r["body"]));
     }
     // The first two share the batch's flag; the third overrides it with its own parameter

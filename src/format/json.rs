@@ -68,19 +68,20 @@
 //!
 //! ```json
 //! {"responses": [
-//!   {"id": "1", "status": 200, "headers": {"content-type": "application/json"},
+//!   {"id": "1", "status": 200, "headers": {"Content-Type": "application/json"},
 //!    "body": {"animalName": "pony"}},
-//!   {"id": "2", "status": 201, "headers": {"content-type": "application/json"},
+//!   {"id": "2", "status": 201, "headers": {"Content-Type": "application/json"},
 //!    "body": {"animalName": "goat"}},
-//!   {"id": "3", "status": 200, "headers": {"content-type": "application/json"},
+//!   {"id": "3", "status": 200, "headers": {"Content-Type": "application/json"},
 //!    "body": {"animalName": "goat"}}
 //! ]}
 //! ```
 //!
 //! The response is `Content-Type: application/json`. It lists the answers **in request
 //! order**, whatever order the requests finished in, and streams: each answer is written as soon
-//! as it and every answer before it are done. `headers` maps each lower-case header name to one
-//! string; repeated headers are joined with `", "`. `body` is left out when the answer has none.
+//! as it and every answer before it are done. `headers` maps each header name, written in
+//! canonical case as Graph writes it (`Content-Type`; names are case-insensitive, but Graph's
+//! JavaScript SDK needs this spelling), to one string; repeated headers are joined with `", "`. `body` is left out when the answer has none.
 //!
 //! # Bodies
 //!
@@ -614,6 +615,19 @@ fn put_json<T: serde::Serialize + ?Sized>(out: &mut BytesMut, value: &T) {
 
 /// Writes `,"headers":{...},"body":...` for one message; headers and body are left out when
 /// there are none.
+/// `content-type` → `Content-Type`, as Microsoft Graph writes header names. Names are
+/// case-insensitive, but Graph's JavaScript SDK only recognises a JSON body when the key is
+/// spelled exactly `Content-Type`.
+fn canonical_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        out.push(if upper { c.to_ascii_uppercase() } else { c });
+        upper = c == '-';
+    }
+    out
+}
+
 fn put_headers_and_body(out: &mut BytesMut, headers: &HeaderMap, body: &[u8]) {
     let wire = wire_body(headers, body);
     let mut object = serde_json::Map::new();
@@ -629,7 +643,7 @@ fn put_headers_and_body(out: &mut BytesMut, headers: &HeaderMap, body: &[u8]) {
             .map(|v| String::from_utf8_lossy(v.as_bytes()))
             .collect::<Vec<_>>()
             .join(", ");
-        object.insert(name.as_str().to_owned(), Value::String(joined));
+        object.insert(canonical_case(name.as_str()), Value::String(joined));
     }
     if matches!(wire, WireBody::Base64(_)) {
         object.insert(
@@ -960,7 +974,7 @@ mod tests {
         let v = encode_one(json);
         assert_eq!(v["id"], "a\"b");
         assert_eq!(v["status"], 200);
-        assert_eq!(v["headers"]["set-cookie"], "a=1, b=2");
+        assert_eq!(v["headers"]["Set-Cookie"], "a=1, b=2");
 
         let text = Response::builder()
             .header("content-type", "text/plain")
