@@ -277,14 +277,26 @@ async fn insert_animal(State(animals): State<Animals>, body: Bytes) -> Response 
         );
     }
     let animal = Animal {
-        name: name.clone(),
+        name,
         age: body.age,
         color: body.color,
     };
+    store(&mut animals, animal)
+}
+
+/// Stores `animal` under its name and answers with it and its `ETag`.
+fn store(animals: &mut BTreeMap<String, Animal>, animal: Animal) -> Response {
     let etag = animal.etag();
     let resp = Json(animal.to_json()).into_response();
-    animals.insert(name, animal);
+    animals.insert(animal.name.clone(), animal);
     with_etag(resp, &etag)
+}
+
+fn precondition_failed(name: &str) -> Response {
+    error(
+        StatusCode::PRECONDITION_FAILED,
+        format!("Animal '{name}' does not match the If-Match precondition."),
+    )
 }
 
 async fn update_animal(
@@ -298,10 +310,7 @@ async fn update_animal(
         return not_found(&name);
     };
     if !if_match_ok(&headers, &current.etag()) {
-        return error(
-            StatusCode::PRECONDITION_FAILED,
-            format!("Animal '{name}' does not match the If-Match precondition."),
-        );
+        return precondition_failed(&name);
     }
     let body = match parse_body(&body) {
         Ok(b) => b,
@@ -309,14 +318,11 @@ async fn update_animal(
     };
     // The name in the path wins over any animalName in the body.
     let animal = Animal {
-        name: name.clone(),
+        name,
         age: body.age,
         color: body.color,
     };
-    let etag = animal.etag();
-    let resp = Json(animal.to_json()).into_response();
-    animals.insert(name, animal);
-    with_etag(resp, &etag)
+    store(&mut animals, animal)
 }
 
 async fn delete_animal(
@@ -329,10 +335,7 @@ async fn delete_animal(
         return not_found(&name);
     };
     if !if_match_ok(&headers, &current.etag()) {
-        return error(
-            StatusCode::PRECONDITION_FAILED,
-            format!("Animal '{name}' does not match the If-Match precondition."),
-        );
+        return precondition_failed(&name);
     }
     animals.remove(&name);
     StatusCode::NO_CONTENT.into_response()
