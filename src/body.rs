@@ -117,20 +117,15 @@ pub(crate) struct BatchBody {
     finished: bool,
     written: usize,
     max_response_bytes: usize,
-    request_id_header: Option<http::HeaderName>,
-    request_ids: Vec<Option<http::HeaderValue>>,
 }
 
 impl BatchBody {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         scheduler: Scheduler,
         encoder: Box<dyn Encoder>,
         metas: Vec<ItemMeta>,
         span: tracing::Span,
         max_response_bytes: usize,
-        request_id_header: Option<http::HeaderName>,
-        request_ids: Vec<Option<http::HeaderValue>>,
     ) -> Self {
         BatchBody {
             scheduler,
@@ -142,8 +137,6 @@ impl BatchBody {
             finished: false,
             written: 0,
             max_response_bytes,
-            request_id_header,
-            request_ids,
         }
     }
 
@@ -160,13 +153,6 @@ impl BatchBody {
         loop {
             match self.scheduler.poll_next(cx) {
                 Poll::Ready(Some((index, mut response))) => {
-                    if let (Some(name), Some(Some(id))) =
-                        (&self.request_id_header, self.request_ids.get(index))
-                    {
-                        if !response.headers().contains_key(name) {
-                            response.headers_mut().insert(name.clone(), id.clone());
-                        }
-                    }
                     let estimate = response.body().len() + 256;
                     if self.written + self.buf.len() + estimate > self.max_response_bytes {
                         response = over_budget(self.max_response_bytes);

@@ -72,15 +72,28 @@ where
         span: tracing::Span,
         ctx: BatchContext,
     ) -> Indexed {
+        let id_header = self.config.request_id_header.as_ref();
+        let own_id = id_header.and_then(|h| request.headers().get(h).cloned());
         let request = match prepare(request, &self.outer, &self.config, ctx) {
             Ok(request) => request,
             Err(err) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
                 span.record("status", err.status().as_u16());
-                let res = err.to_response();
+                let mut res = err.to_response();
+                let id = own_id.or_else(|| crate::inherit::derived_id(&self.outer, index));
+                if let (Some(name), Some(id)) = (id_header, id) {
+                    res.headers_mut().insert(name.clone(), id);
+                }
                 return Box::pin(std::future::ready((index, res)));
             }
         };
+        // `prepare` gave the item its id (its own, or derived from the batch's); the answer
+        // carries the same one.
+        let request_id =
+            id_header.and_then(|h| Some((h.clone(), request.headers().get(h)?.clone())));
+        if let Some((_, id)) = &request_id {
+            span.record("request_id", id.to_str().unwrap_or(""));
+        }
         let service = self.service.clone();
         let limit = self.max_response_bytes;
         let timeout = self.item_timeout;
@@ -94,8 +107,8 @@ where
         };
         match timeout {
             // Without a timeout the item's future carries no timer, and stays small.
-            None => finish(index, span, self.execution, run),
-            Some(d) => finish(index, span, self.execution, async move {
+            None => finish(index, span, request_id, self.execution, run),
+            Some(d) => finish(index, span, request_id, self.execution, async move {
                 match tokio::time::timeout(d, run).await {
                     Ok(res) => res,
                     Err(_) => error_response(
@@ -108,14 +121,26 @@ where
     }
 }
 
-/// Boxes an item's future once, recording its status in its span, polled in place or spawned.
-fn finish<F>(index: usize, span: tracing::Span, execution: Execution, run: F) -> Indexed
+/// Boxes an item's future once, recording its status in its span and giving its answer the
+/// item's request id (unless the handler set one), polled in place or spawned.
+fn finish<F>(
+    index: usize,
+    span: tracing::Span,
+    request_id: Option<(http::HeaderName, http::HeaderValue)>,
+    execution: Execution,
+    run: F,
+) -> Indexed
 where
     F: Future<Output = Response<Bytes>> + Send + 'static,
 {
     let record = span.clone();
     let item = async move {
-        let res = run.await;
+        let mut res = run.await;
+        if let Some((name, id)) = request_id {
+            if !res.headers().contains_key(&name) {
+                res.headers_mut().insert(name, id);
+            }
+        }
         record.record("status", res.status().as_u16());
         (index, res)
     }

@@ -389,8 +389,6 @@ where
     );
     let mut entries = Vec::with_capacity(n);
     let mut metas = Vec::with_capacity(n);
-    let mut request_ids = Vec::with_capacity(n);
-    let id_header = config.request_id_header.clone();
     for (index, item) in items.into_iter().enumerate() {
         let (request, meta) = item.into_parts(index);
         let ctx = BatchContext {
@@ -406,14 +404,7 @@ where
         // waiting item holds only its parsed request, not the inherited headers and extensions.
         match request {
             Ok(r) => {
-                let rid = match id_header.as_ref() {
-                    Some(h) => r
-                        .headers()
-                        .get(h)
-                        .cloned()
-                        .or_else(|| inherit::derived_id(&outer, index)),
-                    None => None,
-                };
+                // `request_id` is recorded when the item starts and has its id (see `Launcher`).
                 let item_span = tracing::info_span!(
                     parent: &span,
                     "batch_item",
@@ -421,16 +412,21 @@ where
                     id = meta.id.as_deref().unwrap_or(""),
                     method = %r.method(),
                     path = r.uri().path(),
-                    request_id = rid.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+                    request_id = tracing::field::Empty,
                     status = tracing::field::Empty,
                 );
-                request_ids.push(rid);
                 entries.push(Entry::Run(r, item_span, ctx));
             }
             Err(err) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
-                request_ids.push(inherit::derived_id(&outer, index));
-                entries.push(Entry::Answered(err.to_response()));
+                let mut res = err.to_response();
+                if let (Some(name), Some(id)) = (
+                    &config.request_id_header,
+                    inherit::derived_id(&outer, index),
+                ) {
+                    res.headers_mut().insert(name.clone(), id);
+                }
+                entries.push(Entry::Answered(res));
             }
         }
         metas.push(meta);
@@ -459,8 +455,6 @@ where
         metas,
         span,
         config.limits.max_response_bytes,
-        id_header,
-        request_ids,
     );
     let mut res = Response::new(ResponseBody::batch(body));
     *res.status_mut() = StatusCode::OK;
