@@ -16,6 +16,7 @@ mod inherit;
 mod item;
 mod layer;
 mod limits;
+mod run;
 mod schedule;
 mod service;
 

@@ -6,23 +6,20 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::future::Either;
+use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use futures_util::FutureExt;
 use http::{Request, Response, StatusCode};
-use tower::{Service, ServiceExt};
-use tracing::Instrument;
+use tower::Service;
 
 use crate::context::BatchContext;
 use crate::error::error_response;
 use crate::inherit::{prepare, Outer};
 use crate::layer::Execution;
+use crate::run::RunItem;
 use crate::BoxError;
 
 /// An item's future that also says which item it is: the one box each item costs.
@@ -98,68 +95,43 @@ where
         let limit = self.max_response_bytes;
         let timeout = self.item_timeout;
         let request = request.map(ReqBody::from);
-        let run = match &self.nest {
+        let item: Indexed = match &self.nest {
             Some(config) if config.is_batch_path(request.uri().path()) => {
                 let nested = crate::service::Batch::from_parts(service, config.clone());
-                Either::Left(run_item(nested, request, limit))
-            }
-            _ => Either::Right(run_item(service, request, limit)),
-        };
-        match timeout {
-            // Without a timeout the item's future carries no timer, and stays small.
-            None => finish(index, span, request_id, self.execution, run),
-            Some(d) => finish(index, span, request_id, self.execution, async move {
-                match tokio::time::timeout(d, run).await {
-                    Ok(res) => res,
-                    Err(_) => error_response(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        &format!("the item did not answer within {} ms", d.as_millis()),
-                    ),
+                let run = RunItem::new(index, span, request_id, limit, timeout, nested, request);
+                match self.execution {
+                    Execution::Polled => Box::pin(run),
+                    Execution::Spawned => spawned(index, run),
                 }
-            }),
-        }
+            }
+            _ => {
+                let run = RunItem::new(index, span, request_id, limit, timeout, service, request);
+                match self.execution {
+                    Execution::Polled => Box::pin(run),
+                    Execution::Spawned => spawned(index, run),
+                }
+            }
+        };
+        item
     }
 }
 
-/// Boxes an item's future once, recording its status in its span and giving its answer the
-/// item's request id (unless the handler set one), polled in place or spawned.
-fn finish<F>(
-    index: usize,
-    span: tracing::Span,
-    request_id: Option<(http::HeaderName, http::HeaderValue)>,
-    execution: Execution,
-    run: F,
-) -> Indexed
+/// Runs an item as a task of its own; the returned future waits for it, and aborts it if the
+/// batch is dropped first.
+fn spawned<F>(index: usize, run: F) -> Indexed
 where
-    F: Future<Output = Response<Bytes>> + Send + 'static,
+    F: Future<Output = (usize, Response<Bytes>)> + Send + 'static,
 {
-    let record = span.clone();
-    let item = async move {
-        let mut res = run.await;
-        if let Some((name, id)) = request_id {
-            if !res.headers().contains_key(&name) {
-                res.headers_mut().insert(name, id);
-            }
+    let mut handle = AbortOnDrop(tokio::spawn(run));
+    Box::pin(async move {
+        match (&mut handle.0).await {
+            Ok(done) => done,
+            Err(_) => (
+                index,
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, "the item's task failed"),
+            ),
         }
-        record.record("status", res.status().as_u16());
-        (index, res)
-    }
-    .instrument(span);
-    match execution {
-        Execution::Polled => Box::pin(item),
-        Execution::Spawned => {
-            let mut handle = AbortOnDrop(tokio::spawn(item));
-            Box::pin(async move {
-                match (&mut handle.0).await {
-                    Ok(done) => done,
-                    Err(_) => (
-                        index,
-                        error_response(StatusCode::INTERNAL_SERVER_ERROR, "the item's task failed"),
-                    ),
-                }
-            })
-        }
-    }
+    })
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<(usize, Response<Bytes>)>);
@@ -167,102 +139,6 @@ struct AbortOnDrop(tokio::task::JoinHandle<(usize, Response<Bytes>)>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Why an item's answer could not be collected.
-enum CollectError {
-    TooLarge,
-    Body(BoxError),
-}
-
-/// Collects a body under a size limit. Most handlers answer with one frame, which is kept as is
-/// (no copy, no buffer list); only a body of several frames is copied into one buffer.
-async fn collect_limited<B>(body: B, limit: usize) -> Result<Bytes, CollectError>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<BytesMut> = None;
-    let mut len = 0usize;
-    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-        let frame = frame.map_err(|e| CollectError::Body(e.into()))?;
-        // Trailers have no place in a nested HTTP/1.1 answer with a Content-Length.
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        len += data.len();
-        if len > limit {
-            return Err(CollectError::TooLarge);
-        }
-        match (&mut joined, first.take()) {
-            (Some(buf), _) => buf.extend_from_slice(&data),
-            (None, None) => first = Some(data),
-            (None, Some(earlier)) => {
-                let mut buf = BytesMut::with_capacity(len.max(earlier.len() * 2));
-                buf.extend_from_slice(&earlier);
-                buf.extend_from_slice(&data);
-                joined = Some(buf);
-            }
-        }
-    }
-    Ok(match joined {
-        Some(buf) => buf.freeze(),
-        None => first.unwrap_or_default(),
-    })
-}
-
-/// Drives one item through the service, collects its body under the limit, and turns errors and
-/// panics into the item's own response.
-async fn run_item<S, ReqBody, ResBody>(
-    service: S,
-    request: Request<ReqBody>,
-    limit: usize,
-) -> Response<Bytes>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
-    ResBody: http_body::Body<Data = Bytes> + Send,
-    ResBody::Error: Into<BoxError>,
-{
-    let work = async move {
-        // `oneshot` drives the clone to `poll_ready` before `call`, so a rate or concurrency
-        // limit inside counts every item.
-        let response = match service.oneshot(request).await {
-            Ok(res) => res,
-            Err(err) => {
-                let err: BoxError = err.into();
-                return error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("the service failed: {err}"),
-                );
-            }
-        };
-        let (parts, body) = response.into_parts();
-        match collect_limited(body, limit).await {
-            Ok(bytes) => Response::from_parts(parts, bytes),
-            Err(CollectError::TooLarge) => error_response(
-                StatusCode::BAD_GATEWAY,
-                &format!("the item's response is larger than the limit of {limit} bytes"),
-            ),
-            Err(CollectError::Body(err)) => error_response(
-                StatusCode::BAD_GATEWAY,
-                &format!("the item's response body failed: {err}"),
-            ),
-        }
-    };
-    match AssertUnwindSafe(work).catch_unwind().await {
-        Ok(res) => res,
-        Err(_) => {
-            tracing::error!("a batch item's handler panicked");
-            error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the item's handler panicked",
-            )
-        }
     }
 }
 

@@ -415,6 +415,13 @@ where
                     request_id = tracing::field::Empty,
                     status = tracing::field::Empty,
                 );
+                // With no subscriber listening, a span that is merely disabled still does work
+                // (for the `log` crate) each time it is entered, recorded and dropped.
+                let item_span = if item_span.is_disabled() {
+                    tracing::Span::none()
+                } else {
+                    item_span
+                };
                 entries.push(Entry::Run(r, item_span, ctx));
             }
             Err(err) => {
