@@ -140,6 +140,48 @@ pub(crate) fn derived_id(outer: &Outer, index: usize) -> Option<HeaderValue> {
     HeaderValue::from_bytes(&id).ok()
 }
 
+/// What `prepare` needs to know about an item's own headers, found in one pass over them.
+#[derive(Default)]
+struct Seen {
+    hosts: usize,
+    /// `Upgrade` or `Sec-WebSocket-Key`: a protocol switch.
+    upgrade: bool,
+    content_type: bool,
+    authorization: bool,
+    /// A hop-by-hop header (including `Connection`, which may list more) is present.
+    hop_by_hop: bool,
+    content_length: bool,
+    request_id: bool,
+}
+
+impl Seen {
+    fn scan(headers: &HeaderMap, request_id: Option<&HeaderName>) -> Seen {
+        let mut seen = Seen::default();
+        // `keys` visits each name once; `Host` is the one whose number of values matters.
+        for name in headers.keys() {
+            if name == header::HOST {
+                seen.hosts = headers.get_all(header::HOST).iter().count();
+            } else if name == header::CONTENT_TYPE {
+                seen.content_type = true;
+            } else if name == header::CONTENT_LENGTH {
+                seen.content_length = true;
+            } else if name == header::AUTHORIZATION {
+                seen.authorization = true;
+            } else if request_id == Some(name) {
+                seen.request_id = true;
+            } else if name == header::UPGRADE {
+                seen.upgrade = true;
+                seen.hop_by_hop = true;
+            } else if name.as_str() == "sec-websocket-key" {
+                seen.upgrade = true;
+            } else if name == header::CONNECTION || is_hop_by_hop(name, &[]) {
+                seen.hop_by_hop = true;
+            }
+        }
+        seen
+    }
+}
+
 /// Checks one decoded item and gives it what it inherits; the result goes to the inner service.
 pub(crate) fn prepare(
     mut req: Request<Bytes>,
@@ -165,14 +207,17 @@ pub(crate) fn prepare(
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(pq);
     }
+    // One look at the item's own headers answers every question asked of them below. Many items
+    // (plain GETs) carry none at all.
+    let mut seen = Seen::scan(req.headers(), config.request_id_header.as_ref());
     // RFC 9112 §3.2: a request with more than one Host field is answered 400.
-    if req.headers().get_all(header::HOST).iter().count() > 1 {
+    if seen.hosts > 1 {
         return Err(ItemError::bad_request(
             "item carries more than one Host header",
         ));
     }
-    if let Some(item_host) = req.headers().get(header::HOST) {
-        let ok = match (item_host.to_str(), &outer.host) {
+    if seen.hosts == 1 {
+        let ok = match (req.headers()[header::HOST].to_str(), &outer.host) {
             (Ok(h), Some(host)) => same_authority(h, host),
             _ => false,
         };
@@ -203,9 +248,7 @@ pub(crate) fn prepare(
     if method == Method::CONNECT {
         return Err(ItemError::bad_request("CONNECT requests cannot be batched"));
     }
-    if req.headers().contains_key(header::UPGRADE)
-        || req.headers().contains_key("sec-websocket-key")
-    {
+    if seen.upgrade {
         return Err(ItemError::bad_request(
             "protocol upgrades (WebSocket and others) cannot be batched",
         ));
@@ -246,15 +289,16 @@ pub(crate) fn prepare(
         ));
     }
     if !policy.allow_form_data {
-        let is_form = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
-                    .get(..19)
-                    .is_some_and(|t| t.eq_ignore_ascii_case("multipart/form-data"))
-            });
+        let is_form = seen.content_type
+            && req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    v.trim_start()
+                        .get(..19)
+                        .is_some_and(|t| t.eq_ignore_ascii_case("multipart/form-data"))
+                });
         if is_form {
             return Err(ItemError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -262,49 +306,59 @@ pub(crate) fn prepare(
             ));
         }
     }
-    if config.auth == AuthPolicy::OuterOnly && req.headers().contains_key(header::AUTHORIZATION) {
+    if config.auth == AuthPolicy::OuterOnly && seen.authorization {
         return Err(ItemError::bad_request(
             "items may not carry their own Authorization header; authenticate the batch request",
         ));
     }
     // The item's own hop-by-hop headers describe a connection it does not have.
-    let listed = connection_listed(req.headers());
-    let hop: Vec<HeaderName> = req
-        .headers()
-        .keys()
-        .filter(|n| is_hop_by_hop(n, &listed))
-        .cloned()
-        .collect();
-    for name in hop {
-        req.headers_mut().remove(name);
+    if seen.hop_by_hop {
+        let listed = connection_listed(req.headers());
+        let hop: Vec<HeaderName> = req
+            .headers()
+            .keys()
+            .filter(|n| is_hop_by_hop(n, &listed))
+            .cloned()
+            .collect();
+        for name in hop {
+            req.headers_mut().remove(name);
+        }
+        // `Connection` may have listed any header, `Host` or the request id among them.
+        seen = Seen::scan(req.headers(), config.request_id_header.as_ref());
     }
 
     // Headers: the item's own win; the outer ones fill in (every value of a multi-valued one).
+    let len = req.body().len();
     let headers = req.headers_mut();
-    for name in outer.headers.keys() {
-        if headers.contains_key(name) {
-            continue;
+    if headers.is_empty() {
+        // Nothing to override: take the inherited headers whole (one copy of the map).
+        if !outer.headers.is_empty() {
+            *headers = outer.headers.clone();
         }
-        for value in outer.headers.get_all(name) {
-            headers.append(name.clone(), value.clone());
+    } else {
+        for name in outer.headers.keys() {
+            if headers.contains_key(name) {
+                continue;
+            }
+            for value in outer.headers.get_all(name) {
+                headers.append(name.clone(), value.clone());
+            }
         }
     }
     if let Some(host) = &outer.host_value {
-        if !headers.contains_key(header::HOST) {
+        if seen.hosts == 0 {
             headers.insert(header::HOST, host.clone());
         }
     }
-    let len = req.body().len();
-    if len > 0 || req.headers().contains_key(header::CONTENT_LENGTH) {
-        req.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if len > 0 || seen.content_length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
 
     // Request id: the outer id plus the item index, unless the item set its own.
     if let Some(name) = &config.request_id_header {
-        if !req.headers().contains_key(name) {
+        if !seen.request_id {
             if let Some(id) = derived_id(outer, ctx.index) {
-                req.headers_mut().insert(name.clone(), id);
+                headers.insert(name.clone(), id);
             }
         }
     }
@@ -440,6 +494,50 @@ mod tests {
         }
         assert_eq!(req.headers()["x-kept"], "yes");
         assert_eq!(req.headers()["host"], "api.example.com");
+    }
+
+    #[test]
+    fn headers_a_connection_header_lists_are_filled_in_again_from_the_batch() {
+        let config = crate::BatchLayer::new()
+            .request_id_header(HeaderName::from_static("x-request-id"))
+            .config
+            .as_ref()
+            .clone();
+        let (outer, _) = Request::post("/batch")
+            .header("host", "api.example.com")
+            .header("x-request-id", "outer")
+            .header("x-tenant", "t1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let outer = Outer::new(&outer, &config);
+        // The item's request id and tenant are listed as hop-by-hop, so they go, and the
+        // inherited ones take their place.
+        let item = Request::get("/x")
+            .header("connection", "x-request-id, x-tenant")
+            .header("x-request-id", "own")
+            .header("x-tenant", "t2")
+            .body(Bytes::new())
+            .unwrap();
+        let req = prepare(item, &outer, &config, ctx()).unwrap();
+        assert_eq!(req.headers()["x-request-id"], "outer-0");
+        assert_eq!(req.headers()["x-tenant"], "t1");
+        // Without the `Connection` header the item's own values win.
+        let item = Request::get("/x")
+            .header("x-request-id", "own")
+            .header("x-tenant", "t2")
+            .body(Bytes::new())
+            .unwrap();
+        let req = prepare(item, &outer, &config, ctx()).unwrap();
+        assert_eq!(req.headers()["x-request-id"], "own");
+        assert_eq!(req.headers()["x-tenant"], "t2");
+        assert_eq!(req.headers()["host"], "api.example.com");
+        // An item with no headers of its own gets every inherited one.
+        let item = Request::get("/x").body(Bytes::new()).unwrap();
+        let req = prepare(item, &outer, &config, ctx()).unwrap();
+        assert_eq!(req.headers()["x-tenant"], "t1");
+        assert_eq!(req.headers()["x-request-id"], "outer-0");
+        assert!(!req.headers().contains_key("content-length"));
     }
 
     #[test]

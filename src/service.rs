@@ -405,23 +405,25 @@ where
         match request {
             Ok(r) => {
                 // `request_id` is recorded when the item starts and has its id (see `Launcher`).
-                let item_span = tracing::info_span!(
-                    parent: &span,
-                    "batch_item",
-                    index,
-                    id = meta.id.as_deref().unwrap_or(""),
-                    method = %r.method(),
-                    path = r.uri().path(),
-                    request_id = tracing::field::Empty,
-                    status = tracing::field::Empty,
-                );
-                // With no subscriber listening, a span that is merely disabled still does work
-                // (for the `log` crate) each time it is entered, recorded and dropped.
-                let item_span = if item_span.is_disabled() {
-                    tracing::Span::none()
-                } else {
-                    item_span
-                };
+                // When no subscriber takes INFO spans (none is installed, or all filter them
+                // out), the span could not be enabled. Made anyway, a disabled span still does
+                // work for the `log` crate (axum turns on tracing's `log` feature) when it is
+                // made, entered, recorded and dropped; `Span::none()` does none.
+                let item_span =
+                    if tracing::level_filters::LevelFilter::current() >= tracing::Level::INFO {
+                        tracing::info_span!(
+                            parent: &span,
+                            "batch_item",
+                            index,
+                            id = meta.id.as_deref().unwrap_or(""),
+                            method = %r.method(),
+                            path = r.uri().path(),
+                            request_id = tracing::field::Empty,
+                            status = tracing::field::Empty,
+                        )
+                    } else {
+                        tracing::Span::none()
+                    };
                 entries.push(Entry::Run(r, item_span, ctx));
             }
             Err(err) => {
