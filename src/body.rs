@@ -127,12 +127,16 @@ impl BatchBody {
         span: tracing::Span,
         max_response_bytes: usize,
     ) -> Self {
+        let capacity = (metas.len() * 256).clamp(1024, FRAME_BYTES);
         BatchBody {
             scheduler,
             encoder,
             metas,
             span,
-            buf: BytesMut::new(),
+            // Sized up front (up to a whole frame, guessing a few hundred bytes per answer): the
+            // buffer then rarely grows, instead of doubling its way up from nothing, copying as
+            // it goes. `BytesMut` remembers the size for the frames after the first.
+            buf: BytesMut::with_capacity(capacity),
             begun: false,
             finished: false,
             written: 0,

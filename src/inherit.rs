@@ -182,13 +182,37 @@ impl Seen {
     }
 }
 
+/// An item's request id: its own, or the one derived from the batch's (if any).
+pub(crate) type RequestId = Option<HeaderValue>;
+
 /// Checks one decoded item and gives it what it inherits; the result goes to the inner service.
+///
+/// Either way it also gives back the item's request id, for its answer to carry.
 pub(crate) fn prepare(
     mut req: Request<Bytes>,
     outer: &Outer,
     config: &Config,
     ctx: BatchContext,
-) -> Result<Request<Bytes>, ItemError> {
+) -> Result<(Request<Bytes>, RequestId), (ItemError, RequestId)> {
+    let index = ctx.index;
+    match check_and_inherit(&mut req, outer, config, ctx) {
+        Ok(id) => Ok((req, id)),
+        Err(err) => {
+            let own = config
+                .request_id_header
+                .as_ref()
+                .and_then(|name| req.headers().get(name).cloned());
+            Err((err, own.or_else(|| derived_id(outer, index))))
+        }
+    }
+}
+
+fn check_and_inherit(
+    req: &mut Request<Bytes>,
+    outer: &Outer,
+    config: &Config,
+    ctx: BatchContext,
+) -> Result<RequestId, ItemError> {
     // Stay on this origin: an absolute target or a Host must name the batch's own authority.
     if let Some(authority) = req.uri().authority() {
         match &outer.host {
@@ -355,11 +379,13 @@ pub(crate) fn prepare(
     }
 
     // Request id: the outer id plus the item index, unless the item set its own.
+    let mut request_id = None;
     if let Some(name) = &config.request_id_header {
-        if !seen.request_id {
-            if let Some(id) = derived_id(outer, ctx.index) {
-                headers.insert(name.clone(), id);
-            }
+        if seen.request_id {
+            request_id = headers.get(name).cloned();
+        } else if let Some(id) = derived_id(outer, ctx.index) {
+            headers.insert(name.clone(), id.clone());
+            request_id = Some(id);
         }
     }
 
@@ -382,7 +408,7 @@ pub(crate) fn prepare(
         *extensions = outer.extensions.clone();
     }
     extensions.insert(ctx);
-    Ok(req)
+    Ok(request_id)
 }
 
 /// Whether a path has a `.` or `..` segment, written plainly or percent-encoded. Such paths are
@@ -482,7 +508,7 @@ mod tests {
             .header("x-kept", "yes")
             .body(Bytes::new())
             .unwrap();
-        let req = prepare(item, &outer, &config, ctx()).unwrap();
+        let req = prepare(item, &outer, &config, ctx()).unwrap().0;
         for gone in [
             "connection",
             "x-private",
@@ -519,7 +545,7 @@ mod tests {
             .header("x-tenant", "t2")
             .body(Bytes::new())
             .unwrap();
-        let req = prepare(item, &outer, &config, ctx()).unwrap();
+        let req = prepare(item, &outer, &config, ctx()).unwrap().0;
         assert_eq!(req.headers()["x-request-id"], "outer-0");
         assert_eq!(req.headers()["x-tenant"], "t1");
         // Without the `Connection` header the item's own values win.
@@ -528,13 +554,13 @@ mod tests {
             .header("x-tenant", "t2")
             .body(Bytes::new())
             .unwrap();
-        let req = prepare(item, &outer, &config, ctx()).unwrap();
+        let req = prepare(item, &outer, &config, ctx()).unwrap().0;
         assert_eq!(req.headers()["x-request-id"], "own");
         assert_eq!(req.headers()["x-tenant"], "t2");
         assert_eq!(req.headers()["host"], "api.example.com");
         // An item with no headers of its own gets every inherited one.
         let item = Request::get("/x").body(Bytes::new()).unwrap();
-        let req = prepare(item, &outer, &config, ctx()).unwrap();
+        let req = prepare(item, &outer, &config, ctx()).unwrap().0;
         assert_eq!(req.headers()["x-tenant"], "t1");
         assert_eq!(req.headers()["x-request-id"], "outer-0");
         assert!(!req.headers().contains_key("content-length"));
@@ -547,7 +573,10 @@ mod tests {
         let outer = Outer::new(&outer, &config);
         let item = Request::get("/public/../admin").body(Bytes::new()).unwrap();
         assert_eq!(
-            prepare(item, &outer, &config, ctx()).unwrap_err().status(),
+            prepare(item, &outer, &config, ctx())
+                .unwrap_err()
+                .0
+                .status(),
             400
         );
     }
@@ -565,6 +594,7 @@ mod tests {
             let item = Request::get(target).body(Bytes::new()).unwrap();
             prepare(item, &outer, &config, ctx())
                 .unwrap()
+                .0
                 .uri()
                 .to_string()
         };

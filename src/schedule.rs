@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,13 +33,15 @@ pub(crate) trait Launch: Send {
         index: usize,
         request: Request<Bytes>,
         span: tracing::Span,
-        ctx: BatchContext,
+        id: Option<Arc<str>>,
     ) -> Indexed;
 }
 
 /// The launcher over a concrete inner service.
 pub(crate) struct Launcher<S, ReqBody> {
     pub(crate) service: S,
+    /// What every item's `BatchContext` shares; `index` and `id` are set per item.
+    pub(crate) context: BatchContext,
     /// What items inherit from the outer request.
     pub(crate) outer: std::sync::Arc<Outer>,
     pub(crate) config: std::sync::Arc<crate::layer::Config>,
@@ -67,27 +70,28 @@ where
         index: usize,
         request: Request<Bytes>,
         span: tracing::Span,
-        ctx: BatchContext,
+        id: Option<Arc<str>>,
     ) -> Indexed {
+        let ctx = BatchContext {
+            index,
+            id,
+            ..self.context.clone()
+        };
         let id_header = self.config.request_id_header.as_ref();
-        let own_id = id_header.and_then(|h| request.headers().get(h).cloned());
-        let request = match prepare(request, &self.outer, &self.config, ctx) {
-            Ok(request) => request,
-            Err(err) => {
+        // The answer carries the item's request id: its own, or the one derived from the batch's.
+        let (request, request_id) = match prepare(request, &self.outer, &self.config, ctx) {
+            Ok(prepared) => prepared,
+            Err((err, request_id)) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
                 span.record("status", err.status().as_u16());
                 let mut res = err.to_response();
-                let id = own_id.or_else(|| crate::inherit::derived_id(&self.outer, index));
-                if let (Some(name), Some(id)) = (id_header, id) {
+                if let (Some(name), Some(id)) = (id_header, request_id) {
                     res.headers_mut().insert(name.clone(), id);
                 }
                 return Box::pin(std::future::ready((index, res)));
             }
         };
-        // `prepare` gave the item its id (its own, or derived from the batch's); the answer
-        // carries the same one.
-        let request_id =
-            id_header.and_then(|h| Some((h.clone(), request.headers().get(h)?.clone())));
+        let request_id = id_header.cloned().zip(request_id);
         if let Some((_, id)) = &request_id {
             span.record("request_id", id.to_str().unwrap_or(""));
         }
@@ -148,7 +152,7 @@ impl Drop for AbortOnDrop {
 #[allow(clippy::large_enum_variant)]
 enum Slot {
     /// Waiting to run (for its turn, or for its dependencies).
-    Waiting(Request<Bytes>, tracing::Span, BatchContext),
+    Waiting(Request<Bytes>, tracing::Span, Option<Arc<str>>),
     Running,
     /// Answered, not yet handed to the encoder.
     Done(Response<Bytes>),
@@ -178,7 +182,7 @@ pub(crate) struct Scheduler {
 /// An item handed to the scheduler: a request to run, or an answer known up front.
 #[allow(clippy::large_enum_variant)] // moved into `Slot` once; see there
 pub(crate) enum Entry {
-    Run(Request<Bytes>, tracing::Span, BatchContext),
+    Run(Request<Bytes>, tracing::Span, Option<Arc<str>>),
     Answered(Response<Bytes>),
 }
 
@@ -195,7 +199,7 @@ impl Scheduler {
         let mut answered = Vec::new();
         for (i, e) in entries.into_iter().enumerate() {
             match e {
-                Entry::Run(req, span, ctx) => slots.push(Slot::Waiting(req, span, ctx)),
+                Entry::Run(req, span, id) => slots.push(Slot::Waiting(req, span, id)),
                 Entry::Answered(res) => {
                     answered.push(i);
                     slots.push(Slot::Done(res));
@@ -273,12 +277,11 @@ impl Scheduler {
                 break;
             }
             self.ready.pop_front();
-            let Slot::Waiting(req, span, ctx) =
-                std::mem::replace(&mut self.slots[i], Slot::Running)
+            let Slot::Waiting(req, span, id) = std::mem::replace(&mut self.slots[i], Slot::Running)
             else {
                 continue;
             };
-            let fut = self.launcher.launch(i, req, span, ctx);
+            let fut = self.launcher.launch(i, req, span, id);
             self.running.push(fut);
         }
     }

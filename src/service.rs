@@ -391,17 +391,8 @@ where
     let mut metas = Vec::with_capacity(n);
     for (index, item) in items.into_iter().enumerate() {
         let (request, meta) = item.into_parts(index);
-        let ctx = BatchContext {
-            batch_id: batch_id.clone(),
-            index,
-            id: meta.id.clone(),
-            total: n,
-            depth: outer.depth + 1,
-            store: store.clone(),
-            budget: budget.clone(),
-        };
-        // Items are checked and given what they inherit when they start (see `Launcher`), so a
-        // waiting item holds only its parsed request, not the inherited headers and extensions.
+        // Items are checked and given what they inherit, their `BatchContext` included, when
+        // they start (see `Launcher`): a waiting item holds only its parsed request.
         match request {
             Ok(r) => {
                 // `request_id` is recorded when the item starts and has its id (see `Launcher`).
@@ -424,7 +415,7 @@ where
                     } else {
                         tracing::Span::none()
                     };
-                entries.push(Entry::Run(r, item_span, ctx));
+                entries.push(Entry::Run(r, item_span, meta.id.clone()));
             }
             Err(err) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
@@ -442,6 +433,15 @@ where
     }
     let launcher = Box::new(Launcher::<S, ReqBody> {
         service,
+        context: BatchContext {
+            batch_id,
+            index: 0,
+            id: None,
+            total: n,
+            depth: outer.depth + 1,
+            store,
+            budget,
+        },
         outer: Arc::new(outer),
         config: config.clone(),
         item_timeout: config.item_timeout,
