@@ -4,7 +4,7 @@
 //! Run with `cargo bench --bench end_to_end`. The summary at the end prints the ratio batch /
 //! direct and Spawned / Polled.
 //!
-//! For profiling, `E2E_PROFILE=batch` (or `direct`, `spawned`) with `E2E_ITERS=n` skips criterion
+//! For profiling, `E2E_PROFILE=batch` (or `layer`, `direct`, `spawned`) with `E2E_ITERS=n` skips criterion
 //! and runs `n` rounds of 1000 calls, so instruction counts can be divided per item:
 //!
 //! ```text
@@ -22,7 +22,7 @@ use http::{header, Request, Uri};
 use http_batch::format::multipart::write_request;
 use http_batch::{BatchLayer, Execution};
 use http_body_util::BodyExt;
-use tower::ServiceExt;
+use tower::{Layer, ServiceExt};
 
 const BOUNDARY: &str = "batch_0123456789abcdef0123456789abcdef";
 const ITEMS: usize = 1000;
@@ -63,7 +63,15 @@ impl BatchRequest {
 }
 
 /// One batch: send it, read the whole streamed answer. Returns the body length.
-async fn run_batch(app: &Router, req: &BatchRequest) -> usize {
+///
+/// `app` is the batched Router from `wrap_router`, or the `Batch<Router>` service itself.
+async fn run_batch<S, B>(app: &S, req: &BatchRequest) -> usize
+where
+    S: tower::Service<Request<Body>, Response = http::Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
     let res = app
         .clone()
         .oneshot(req.request())
@@ -124,6 +132,8 @@ fn end_to_end(c: &mut Criterion) {
     let req = BatchRequest::new(ITEMS);
     let uris = uris(ITEMS);
     let polled = BatchLayer::new().wrap_router(api());
+    // The layer straight over the Router, without the outer Router `wrap_router` adds.
+    let layered = BatchLayer::new().layer(api());
     let spawned = BatchLayer::new()
         .execution(Execution::Spawned)
         .wrap_router(api());
@@ -150,6 +160,9 @@ fn end_to_end(c: &mut Criterion) {
     group.throughput(Throughput::Elements(ITEMS as u64));
     group.bench_function(BenchmarkId::new("batch_polled", ITEMS), |b| {
         b.to_async(&rt).iter(|| run_batch(&polled, &req))
+    });
+    group.bench_function(BenchmarkId::new("batch_layer", ITEMS), |b| {
+        b.to_async(&rt).iter(|| run_batch(&layered, &req))
     });
     group.bench_function(BenchmarkId::new("direct", ITEMS), |b| {
         b.to_async(&rt).iter(|| run_direct(&direct, &uris))
@@ -195,7 +208,7 @@ fn main() {
 
     println!("\nper item:");
     for group in ["e2e_current_thread", "e2e_multi_thread"] {
-        for function in ["batch_polled", "batch_spawned", "direct"] {
+        for function in ["batch_polled", "batch_layer", "batch_spawned", "direct"] {
             if let Some(ns) = mean_ns(group, function, ITEMS) {
                 println!("  {group}/{function}: {:>8.1} ns/item", ns / ITEMS as f64);
             }
@@ -205,6 +218,9 @@ fn main() {
         |group: &str, a: &str, b: &str| Some(mean_ns(group, a, ITEMS)? / mean_ns(group, b, ITEMS)?);
     if let Some(r) = ratio("e2e_current_thread", "batch_polled", "direct") {
         println!("  ratio batch / direct (current thread): {r:.2}");
+    }
+    if let Some(r) = ratio("e2e_current_thread", "batch_layer", "direct") {
+        println!("  ratio Batch<Router> / direct (current thread): {r:.2}");
     }
     if let Some(r) = ratio("e2e_multi_thread", "batch_polled", "direct") {
         println!("  ratio batch / direct (multi thread):   {r:.2}");
@@ -222,6 +238,18 @@ fn profile(mode: &str) {
         .unwrap_or(10);
     let req = BatchRequest::new(ITEMS);
     let uris = uris(ITEMS);
+    if mode == "layer" {
+        let app = BatchLayer::new().layer(api());
+        let bytes = current_thread().block_on(async {
+            let mut bytes = 0;
+            for _ in 0..iters {
+                bytes += run_batch(&app, &req).await;
+            }
+            bytes
+        });
+        println!("{mode}: {iters} rounds of {ITEMS} calls, {bytes} response bytes");
+        return;
+    }
     let (rt, app) = match mode {
         "batch" => (current_thread(), BatchLayer::new().wrap_router(api())),
         "spawned" => (
@@ -231,7 +259,7 @@ fn profile(mode: &str) {
                 .wrap_router(api()),
         ),
         "direct" => (current_thread(), api()),
-        other => panic!("E2E_PROFILE must be batch, spawned or direct, not {other}"),
+        other => panic!("E2E_PROFILE must be batch, layer, spawned or direct, not {other}"),
     };
     let mut bytes = 0;
     rt.block_on(async {
