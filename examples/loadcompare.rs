@@ -10,7 +10,7 @@
 //! - (d) one multipart batch of N items over one HTTP/1.1 connection.
 //!
 //! Options: `--n 100` (calls per group), `--secs 5` (time per way), `--concurrency 16` (the batch
-//! layer's). Server and client share the machine, so the figures are for comparing the ways with
+//! layer's), `--spawned` (items run as tasks of their own, `Execution::Spawned`). Server and client share the machine, so the figures are for comparing the ways with
 //! each other, not absolute capacity.
 
 use std::net::SocketAddr;
@@ -22,7 +22,7 @@ use axum::Router;
 use bytes::{Bytes, BytesMut};
 use http::{header, Request, StatusCode};
 use http_batch::format::multipart::write_request;
-use http_batch::BatchLayer;
+use http_batch::{BatchLayer, Execution};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -35,6 +35,7 @@ struct Options {
     n: usize,
     secs: u64,
     concurrency: usize,
+    execution: Execution,
 }
 
 fn options() -> Options {
@@ -42,9 +43,14 @@ fn options() -> Options {
         n: 100,
         secs: 5,
         concurrency: 16,
+        execution: Execution::Polled,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--spawned" {
+            o.execution = Execution::Spawned;
+            continue;
+        }
         let value = args.next().unwrap_or_default();
         let parsed: usize = value
             .parse()
@@ -53,16 +59,19 @@ fn options() -> Options {
             "--n" => o.n = parsed,
             "--secs" => o.secs = parsed as u64,
             "--concurrency" => o.concurrency = parsed,
-            other => panic!("unknown option {other}; use --n, --secs or --concurrency"),
+            other => panic!("unknown option {other}; use --n, --secs, --concurrency or --spawned"),
         }
     }
     assert!(o.n > 0, "--n must be at least 1");
     o
 }
 
-async fn serve(concurrency: usize) -> SocketAddr {
+async fn serve(concurrency: usize, execution: Execution) -> SocketAddr {
     let api = Router::new().route("/items/{id}", get(|| async { "ok" }));
-    let app = BatchLayer::new().concurrency(concurrency).wrap_router(api);
+    let app = BatchLayer::new()
+        .concurrency(concurrency)
+        .execution(execution)
+        .wrap_router(api);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
@@ -276,12 +285,13 @@ fn main() {
 }
 
 async fn run(o: Options) {
-    let addr = serve(o.concurrency).await;
+    let addr = serve(o.concurrency, o.execution).await;
     let n = o.n;
     println!(
-        "loadcompare: {n} calls per group, {} s per way, batch concurrency {}, {} cores",
+        "loadcompare: {n} calls per group, {} s per way, batch concurrency {}, {:?} execution, {} cores",
         o.secs,
         o.concurrency,
+        o.execution,
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
 
