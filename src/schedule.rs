@@ -47,7 +47,6 @@ pub(crate) struct Launcher<S, ReqBody> {
     pub(crate) config: std::sync::Arc<crate::layer::Config>,
     pub(crate) item_timeout: Option<Duration>,
     pub(crate) max_response_bytes: usize,
-    pub(crate) execution: Execution,
     /// The layer's configuration when nested batches are allowed: items that target a batch
     /// path then run through the batch layer again instead of straight to the inner service.
     pub(crate) nest: Option<std::sync::Arc<crate::layer::Config>>,
@@ -99,46 +98,67 @@ where
         let limit = self.max_response_bytes;
         let timeout = self.item_timeout;
         let request = request.map(ReqBody::from);
-        let item: Indexed = match &self.nest {
+        match &self.nest {
             Some(config) if config.is_batch_path(request.uri().path()) => {
                 let nested = crate::service::Batch::from_parts(service, config.clone());
-                let run = RunItem::new(index, span, request_id, limit, timeout, nested, request);
-                match self.execution {
-                    Execution::Polled => Box::pin(run),
-                    Execution::Spawned => spawned(index, run),
-                }
+                Box::pin(RunItem::new(
+                    index, span, request_id, limit, timeout, nested, request,
+                ))
             }
-            _ => {
-                let run = RunItem::new(index, span, request_id, limit, timeout, service, request);
-                match self.execution {
-                    Execution::Polled => Box::pin(run),
-                    Execution::Spawned => spawned(index, run),
-                }
-            }
-        };
-        item
+            _ => Box::pin(RunItem::new(
+                index, span, request_id, limit, timeout, service, request,
+            )),
+        }
     }
 }
 
-/// Runs an item as a task of its own; the returned future waits for it, and aborts it if the
+/// Items run together as one task of their own (`Execution::Spawned`); its future gives their
+/// answers once all are done.
+type Group = Pin<Box<dyn Future<Output = Vec<(usize, Response<Bytes>)>> + Send>>;
+
+/// Spawns a group of items as one task; the returned future waits for it, and aborts it if the
 /// batch is dropped first.
-fn spawned<F>(index: usize, run: F) -> Indexed
-where
-    F: Future<Output = (usize, Response<Bytes>)> + Send + 'static,
-{
-    let mut handle = AbortOnDrop(tokio::spawn(run));
+///
+/// Items are spawned in groups, not one task each: for handlers that answer quickly, a task and
+/// its cross-thread wake-up per item cost more than the item, while a few groups still spread a
+/// batch over every worker thread.
+fn spawn_group(items: Vec<(usize, Indexed)>) -> Group {
+    let indexes: Vec<usize> = items.iter().map(|(i, _)| *i).collect();
+    let task = async move {
+        let n = items.len();
+        let mut running: FuturesUnordered<Indexed> = items.into_iter().map(|(_, f)| f).collect();
+        let mut answers = Vec::with_capacity(n);
+        while let Some(answer) = running.next().await {
+            answers.push(answer);
+        }
+        answers
+    };
+    let mut handle = AbortOnDrop(tokio::spawn(task));
     Box::pin(async move {
         match (&mut handle.0).await {
-            Ok(done) => done,
-            Err(_) => (
-                index,
-                error_response(StatusCode::INTERNAL_SERVER_ERROR, "the item's task failed"),
-            ),
+            Ok(answers) => answers,
+            // Items catch their own panics, so this is the runtime shutting down.
+            Err(_) => indexes
+                .into_iter()
+                .map(|i| {
+                    let res =
+                        error_response(StatusCode::INTERNAL_SERVER_ERROR, "the item's task failed");
+                    (i, res)
+                })
+                .collect(),
         }
     })
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<(usize, Response<Bytes>)>);
+/// How many items one spawned group holds: enough groups to keep every core busy at the
+/// batch's concurrency, and no more.
+fn group_size(concurrency: usize) -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    concurrency.div_ceil(cores).max(1)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<Vec<(usize, Response<Bytes>)>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -172,6 +192,11 @@ pub(crate) struct Scheduler {
     ready: VecDeque<usize>,
     graph: Option<Graph>,
     running: FuturesUnordered<Indexed>,
+    /// `Execution::Spawned`: groups of items running as tasks, how many items they hold, and
+    /// how many items make a group. `group_size` is 0 for `Execution::Polled`.
+    groups: FuturesUnordered<Group>,
+    grouped: usize,
+    group_size: usize,
     next_emit: usize,
     concurrency: usize,
     /// Launched but not yet emitted items may not exceed this, bounding buffered answers.
@@ -192,6 +217,7 @@ impl Scheduler {
         entries: Vec<Entry>,
         graph: Option<Graph>,
         concurrency: usize,
+        execution: Execution,
         batch_timeout: Option<Duration>,
     ) -> Self {
         let n = entries.len();
@@ -217,6 +243,12 @@ impl Scheduler {
             ready: VecDeque::new(),
             graph,
             running: FuturesUnordered::new(),
+            groups: FuturesUnordered::new(),
+            grouped: 0,
+            group_size: match execution {
+                Execution::Polled => 0,
+                Execution::Spawned => group_size(concurrency),
+            },
             next_emit: 0,
             concurrency,
             window,
@@ -271,7 +303,8 @@ impl Scheduler {
     }
 
     fn launch_ready(&mut self) {
-        while self.running.len() < self.concurrency {
+        let mut group = Vec::new();
+        while self.running.len() + self.grouped + group.len() < self.concurrency {
             let Some(&i) = self.ready.front() else { break };
             if i >= self.next_emit + self.window {
                 break;
@@ -282,13 +315,27 @@ impl Scheduler {
                 continue;
             };
             let fut = self.launcher.launch(i, req, span, id);
-            self.running.push(fut);
+            if self.group_size == 0 {
+                self.running.push(fut);
+                continue;
+            }
+            group.push((i, fut));
+            if group.len() == self.group_size {
+                self.grouped += group.len();
+                self.groups.push(spawn_group(std::mem::take(&mut group)));
+            }
+        }
+        if !group.is_empty() {
+            self.grouped += group.len();
+            self.groups.push(spawn_group(group));
         }
     }
 
     /// Answers every unfinished item with `504` (the whole-batch deadline passed).
     fn expire(&mut self, d: Duration) {
         self.running = FuturesUnordered::new();
+        self.groups = FuturesUnordered::new();
+        self.grouped = 0;
         self.ready.clear();
         for slot in &mut self.slots {
             if matches!(slot, Slot::Waiting(..) | Slot::Running) {
@@ -329,23 +376,36 @@ impl Scheduler {
                 }
             }
             self.launch_ready();
-            match self.running.poll_next_unpin(cx) {
-                Poll::Ready(Some((j, res))) => {
-                    self.slots[j] = Slot::Done(res);
-                    self.propagate(j);
-                }
-                Poll::Ready(None) => {
-                    // Nothing runs and the next item is not done: it waits on something that
-                    // can never happen. Dependency validation prevents this; answer rather
-                    // than hang if it ever does.
-                    if self.ready.is_empty() {
-                        self.slots[i] = Slot::Done(error_response(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "the item could not be scheduled",
-                        ));
+            let mut answered = false;
+            if let Poll::Ready(Some((j, res))) = self.running.poll_next_unpin(cx) {
+                self.slots[j] = Slot::Done(res);
+                self.propagate(j);
+                answered = true;
+            }
+            if !self.groups.is_empty() {
+                if let Poll::Ready(Some(answers)) = self.groups.poll_next_unpin(cx) {
+                    self.grouped -= answers.len();
+                    for (j, res) in answers {
+                        self.slots[j] = Slot::Done(res);
+                        self.propagate(j);
                     }
+                    answered = true;
                 }
-                Poll::Pending => return Poll::Pending,
+            }
+            if answered {
+                continue;
+            }
+            if !self.running.is_empty() || !self.groups.is_empty() {
+                return Poll::Pending;
+            }
+            // Nothing runs and the next item is not done: it waits on something that can never
+            // happen. Dependency validation prevents this; answer rather than hang if it ever
+            // does.
+            if self.ready.is_empty() {
+                self.slots[i] = Slot::Done(error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the item could not be scheduled",
+                ));
             }
         }
     }

@@ -446,7 +446,6 @@ where
         config: config.clone(),
         item_timeout: config.item_timeout,
         max_response_bytes: config.limits.max_item_response_bytes,
-        execution: config.execution,
         nest: (config.max_nesting > 0).then(|| config.clone()),
         _body: std::marker::PhantomData,
     });
@@ -455,6 +454,7 @@ where
         entries,
         graph,
         config.concurrency,
+        config.execution,
         config.batch_timeout,
     );
     let content_type = encoder.content_type();

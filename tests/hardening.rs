@@ -1714,6 +1714,46 @@ async fn client_disconnect_drops_items_spawned() {
     disconnect_drops_items(Execution::Spawned).await;
 }
 
+/// `Execution::Spawned` spreads one batch over the runtime's worker threads, in groups of items.
+/// (`Execution::Polled` runs the items inside the task that polls the response body; that task
+/// may still move between workers, so there is nothing to assert for it.)
+async fn worker_threads_used(execution: Execution) -> usize {
+    let threads = Arc::new(Mutex::new(std::collections::HashSet::new()));
+    let seen = threads.clone();
+    let api = Router::new().route(
+        "/work",
+        get(move || {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().insert(std::thread::current().id());
+                // Hold the thread, as a CPU-bound handler would, so that a second worker has
+                // time to take the next group.
+                std::thread::sleep(Duration::from_millis(20));
+                "done"
+            }
+        }),
+    );
+    let addr = serve(
+        BatchLayer::new()
+            .concurrency(16)
+            .execution(execution)
+            .wrap_router(api),
+    )
+    .await;
+    let parts: Vec<String> = (0..32).map(|i| get_part(&i.to_string(), "/work")).collect();
+    let answers = parts_of(&post_batch(addr, &[], envelope(&parts)).await);
+    assert_eq!(statuses(&answers), vec![200; 32]);
+    let n = threads.lock().unwrap().len();
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_items_run_on_every_worker() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        assert_eq!(worker_threads_used(Execution::Spawned).await, 2);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 9. Duplicate Content-IDs
 // ---------------------------------------------------------------------------------------------
