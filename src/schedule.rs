@@ -166,11 +166,12 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// One item as the scheduler sees it.
+/// One item as the scheduler sees it. The batch hands items over as `Waiting` (a request to run)
+/// or `Done` (an answer known up front, such as an item that could not be decoded).
 // The slots live in one vector allocated once per batch; boxing the large variant would cost an
 // allocation per item instead.
 #[allow(clippy::large_enum_variant)]
-enum Slot {
+pub(crate) enum Slot {
     /// Waiting to run (for its turn, or for its dependencies).
     Waiting(Request<Bytes>, tracing::Span, Option<Arc<str>>),
     Running,
@@ -204,34 +205,23 @@ pub(crate) struct Scheduler {
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
 }
 
-/// An item handed to the scheduler: a request to run, or an answer known up front.
-#[allow(clippy::large_enum_variant)] // moved into `Slot` once; see there
-pub(crate) enum Entry {
-    Run(Request<Bytes>, tracing::Span, Option<Arc<str>>),
-    Answered(Response<Bytes>),
-}
-
 impl Scheduler {
     pub(crate) fn new(
         launcher: Box<dyn Launch>,
-        entries: Vec<Entry>,
+        slots: Vec<Slot>,
         graph: Option<Graph>,
         concurrency: usize,
         execution: Execution,
         batch_timeout: Option<Duration>,
     ) -> Self {
-        let n = entries.len();
-        let mut slots = Vec::with_capacity(n);
-        let mut answered = Vec::new();
-        for (i, e) in entries.into_iter().enumerate() {
-            match e {
-                Entry::Run(req, span, id) => slots.push(Slot::Waiting(req, span, id)),
-                Entry::Answered(res) => {
-                    answered.push(i);
-                    slots.push(Slot::Done(res));
-                }
-            }
-        }
+        let n = slots.len();
+        // Only the dependents of items answered up front need telling.
+        let answered: Vec<usize> = match graph {
+            Some(_) => (0..n)
+                .filter(|i| matches!(slots[*i], Slot::Done(_)))
+                .collect(),
+            None => Vec::new(),
+        };
         let window = if graph.is_some() {
             n.max(1)
         } else {

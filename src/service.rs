@@ -20,7 +20,7 @@ use crate::future::ResponseFuture;
 use crate::inherit::{self, Outer};
 use crate::item::Item;
 use crate::layer::{BatchLayer, Config};
-use crate::schedule::{Entry, Graph, Launcher, Scheduler};
+use crate::schedule::{Graph, Launcher, Scheduler, Slot};
 use crate::BoxError;
 
 /// Serves batches in front of an inner service: see the [crate docs](crate) for an example.
@@ -415,7 +415,7 @@ where
                     } else {
                         tracing::Span::none()
                     };
-                entries.push(Entry::Run(r, item_span, meta.id.clone()));
+                entries.push(Slot::Waiting(r, item_span, meta.id.clone()));
             }
             Err(err) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
@@ -426,7 +426,7 @@ where
                 ) {
                     res.headers_mut().insert(name.clone(), id);
                 }
-                entries.push(Entry::Answered(res));
+                entries.push(Slot::Done(res));
             }
         }
         metas.push(meta);
