@@ -18,14 +18,21 @@ use crate::limits::Limits;
 /// without its leading `/`, or absolute-form; the layer checks an absolute target's authority
 /// later. The request keeps the body bytes as a zero-copy slice of `raw`.
 pub fn parse_request(raw: &Bytes, limits: &Limits) -> Result<Request<Bytes>, ItemError> {
+    parse_request_in(raw, raw, limits)
+}
+
+/// [`parse_request`] of `raw`, a sub-slice of `src`: the target, header values and body are
+/// shared slices of `src` rather than copies.
+pub(crate) fn parse_request_in(
+    src: &Bytes,
+    raw: &[u8],
+    limits: &Limits,
+) -> Result<Request<Bytes>, ItemError> {
     let start = skip_blank_lines(raw);
     let (line, after_line) = next_line(raw, start)
         .ok_or_else(|| ItemError::bad_request("the part holds no HTTP request"))?;
-    let mut words = line
-        .split(|c| *c == b' ' || *c == b'\t')
-        .filter(|w| !w.is_empty());
-    let method = words
-        .next()
+    let mut words = line;
+    let method = next_word(&mut words)
         .ok_or_else(|| ItemError::bad_request("the part holds no HTTP request"))?;
     let method = Method::from_bytes(method).map_err(|_| {
         ItemError::bad_request(format!(
@@ -33,13 +40,13 @@ pub fn parse_request(raw: &Bytes, limits: &Limits) -> Result<Request<Bytes>, Ite
             String::from_utf8_lossy(method)
         ))
     })?;
-    let target = words.next().ok_or_else(|| {
+    let target = next_word(&mut words).ok_or_else(|| {
         ItemError::bad_request(format!(
             "nested request line `{}` has no target",
             lossy(line)
         ))
     })?;
-    let version = match words.next() {
+    let version = match next_word(&mut words) {
         None | Some(b"HTTP/1.1") => Version::HTTP_11,
         Some(b"HTTP/1.0") => Version::HTTP_10,
         Some(other) => {
@@ -49,22 +56,22 @@ pub fn parse_request(raw: &Bytes, limits: &Limits) -> Result<Request<Bytes>, Ite
             )))
         }
     };
-    if words.next().is_some() {
+    if next_word(&mut words).is_some() {
         return Err(ItemError::bad_request(format!(
             "nested request line `{}` has too many words",
             lossy(line)
         )));
     }
-    let uri = parse_target(target)?;
+    let uri = parse_target(src, target)?;
 
-    let (headers, body_start) = parse_headers(raw, after_line, limits)?;
-    let body = body_of(raw, body_start, &headers)?;
+    let head = parse_headers(src, raw, after_line, limits)?;
+    let body = body_of(src, raw, &head)?;
 
     let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = version;
-    *req.headers_mut() = headers;
+    *req.headers_mut() = head.headers;
     Ok(req)
 }
 
@@ -88,11 +95,11 @@ pub fn parse_response(raw: &Bytes, limits: &Limits) -> Result<Response<Bytes>, I
             lossy(line)
         ))
     })?;
-    let (headers, body_start) = parse_headers(raw, after_line, limits)?;
-    let body = body_of(raw, body_start, &headers)?;
+    let head = parse_headers(raw, raw, after_line, limits)?;
+    let body = body_of(raw, raw, &head)?;
     let mut res = Response::new(body);
     *res.status_mut() = status;
-    *res.headers_mut() = headers;
+    *res.headers_mut() = head.headers;
     Ok(res)
 }
 
@@ -122,13 +129,28 @@ fn next_line(raw: &[u8], start: usize) -> Option<(&[u8], usize)> {
     Some((line, next))
 }
 
-fn parse_target(target: &[u8]) -> Result<Uri, ItemError> {
+/// The next word of a request line (words are separated by runs of spaces and tabs), and
+/// `rest` moved past it.
+fn next_word<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let s = *rest;
+    let from = s.iter().position(|c| *c != b' ' && *c != b'\t')?;
+    let s = &s[from..];
+    let len = s
+        .iter()
+        .position(|c| *c == b' ' || *c == b'\t')
+        .unwrap_or(s.len());
+    *rest = &s[len..];
+    Some(&s[..len])
+}
+
+/// `target` is a sub-slice of `src`; the URI shares its bytes.
+fn parse_target(src: &Bytes, target: &[u8]) -> Result<Uri, ItemError> {
     let bad =
         |why: &str| ItemError::bad_request(format!("invalid target `{}`: {why}", lossy(target)));
     let uri = if target.first() == Some(&b'/') {
-        Uri::try_from(target).map_err(|e| bad(&e.to_string()))?
+        Uri::from_maybe_shared(src.slice_ref(target)).map_err(|e| bad(&e.to_string()))?
     } else if target.starts_with(b"http://") || target.starts_with(b"https://") {
-        let uri = Uri::try_from(target).map_err(|e| bad(&e.to_string()))?;
+        let uri = Uri::from_maybe_shared(src.slice_ref(target)).map_err(|e| bad(&e.to_string()))?;
         if uri.authority().is_none() {
             return Err(bad("absolute target without authority"));
         }
@@ -157,39 +179,96 @@ fn has_scheme(target: &[u8]) -> bool {
     target[..end].contains(&b':')
 }
 
-/// Parses header fields starting at `start`, up to and including the blank line.
+/// The head of a nested message: its header fields, where its body starts, and what the
+/// framing headers said (noted while the map is built, so the body check needs no lookups).
+struct Head {
+    headers: HeaderMap,
+    body_start: usize,
+    /// A `Transfer-Encoding` field was present.
+    transfer_encoding: bool,
+    /// The `Content-Length` all its fields agree on, or why they are unusable (the first
+    /// problem in field order).
+    content_length: Result<Option<usize>, &'static str>,
+}
+
+/// How many header slots are tried first; a message with more is parsed again with room for
+/// the configured limit. Small, because httparse wants the slots initialised on every call.
+const FIRST_SLOTS: usize = 16;
+
+/// Parses header fields of `raw` (a sub-slice of `src`) starting at `start`, up to and
+/// including the blank line.
 fn parse_headers(
+    src: &Bytes,
     raw: &[u8],
     start: usize,
     limits: &Limits,
-) -> Result<(HeaderMap, usize), ItemError> {
+) -> Result<Head, ItemError> {
     if start >= raw.len() {
-        return Ok((HeaderMap::new(), raw.len()));
+        return Ok(Head {
+            headers: HeaderMap::new(),
+            body_start: raw.len(),
+            transfer_encoding: false,
+            content_length: Ok(None),
+        });
     }
-    let rest = &raw[start..];
+    let wanted = limits.max_headers.min(1024);
+    let mut first = [httparse::EMPTY_HEADER; FIRST_SLOTS];
+    let slots = wanted.min(FIRST_SLOTS);
+    match parse_fields(src, raw, start, limits, &mut first[..slots]) {
+        Err(Retry::MoreSlots) if wanted > slots => {}
+        Err(Retry::MoreSlots) => return Err(too_many_headers(limits)),
+        Err(Retry::Failed(e)) => return Err(e),
+        Ok(head) => return Ok(head),
+    }
     // The default limit fits on the stack; only a larger configured limit allocates.
     let mut on_stack = [httparse::EMPTY_HEADER; 64];
     let mut on_heap = Vec::new();
-    let wanted = limits.max_headers.min(1024);
     let storage: &mut [httparse::Header<'_>] = if wanted <= on_stack.len() {
         &mut on_stack[..wanted]
     } else {
         on_heap.resize(wanted, httparse::EMPTY_HEADER);
         &mut on_heap
     };
+    match parse_fields(src, raw, start, limits, storage) {
+        Err(Retry::MoreSlots) => Err(too_many_headers(limits)),
+        Err(Retry::Failed(e)) => Err(e),
+        Ok(head) => Ok(head),
+    }
+}
+
+/// Why [`parse_fields`] gave up.
+enum Retry {
+    /// httparse ran out of header slots.
+    MoreSlots,
+    Failed(ItemError),
+}
+
+fn too_many_headers(limits: &Limits) -> ItemError {
+    ItemError::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        format!(
+            "nested message has more than {} headers",
+            limits.max_headers
+        ),
+    )
+}
+
+fn parse_fields<'b>(
+    src: &Bytes,
+    raw: &'b [u8],
+    start: usize,
+    limits: &Limits,
+    storage: &mut [httparse::Header<'b>],
+) -> Result<Head, Retry> {
+    let rest = &raw[start..];
     let parsed = match httparse::parse_headers(rest, storage) {
         Ok(httparse::Status::Complete((len, fields))) => Some((len, fields.len())),
         Ok(httparse::Status::Partial) => None,
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(ItemError::new(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                format!("nested message has more than {} headers", limits.max_headers),
-            ))
-        }
+        Err(httparse::Error::TooManyHeaders) => return Err(Retry::MoreSlots),
         Err(e) => {
-            return Err(ItemError::bad_request(format!(
+            return Err(Retry::Failed(ItemError::bad_request(format!(
                 "invalid header in nested message: {e} (header lines may not be folded inside a nested message)"
-            )))
+            ))))
         }
     };
     let (len, n) = match parsed {
@@ -199,24 +278,21 @@ fn parse_headers(
             // body, as lenient clients write it. Parse again with the blank line added.
             let mut owned = rest.to_vec();
             owned.extend_from_slice(b"\r\n\r\n");
-            storage.iter_mut().for_each(|h| *h = httparse::EMPTY_HEADER);
-            match httparse::parse_headers(&owned, storage) {
+            let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers.min(1024)];
+            return match httparse::parse_headers(&owned, &mut slots) {
                 Ok(httparse::Status::Complete((_, fields))) => {
-                    let map = to_header_map(fields)?;
-                    check_head_size(rest.len(), limits)?;
-                    return Ok((map, raw.len()));
+                    let head = to_head(None, fields, raw.len()).map_err(Retry::Failed)?;
+                    check_head_size(rest.len(), limits).map_err(Retry::Failed)?;
+                    Ok(head)
                 }
-                _ => {
-                    return Err(ItemError::bad_request(
-                        "nested message headers are malformed",
-                    ))
-                }
-            }
+                _ => Err(Retry::Failed(ItemError::bad_request(
+                    "nested message headers are malformed",
+                ))),
+            };
         }
     };
-    check_head_size(len, limits)?;
-    let map = to_header_map(&storage[..n])?;
-    Ok((map, start + len))
+    check_head_size(len, limits).map_err(Retry::Failed)?;
+    to_head(Some(src), &storage[..n], start + len).map_err(Retry::Failed)
 }
 
 fn check_head_size(len: usize, limits: &Limits) -> Result<(), ItemError> {
@@ -232,45 +308,81 @@ fn check_head_size(len: usize, limits: &Limits) -> Result<(), ItemError> {
     Ok(())
 }
 
-fn to_header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, ItemError> {
+/// Builds the header map. With `src`, the fields are sub-slices of it and the values share its
+/// bytes; without, they are copied.
+fn to_head(
+    src: Option<&Bytes>,
+    fields: &[httparse::Header<'_>],
+    body_start: usize,
+) -> Result<Head, ItemError> {
     let mut map = HeaderMap::with_capacity(fields.len());
+    let mut transfer_encoding = false;
+    let mut content_length = Ok(None);
     for h in fields {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| ItemError::bad_request(format!("invalid header name `{}`", h.name)))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| {
-            ItemError::bad_request(format!("invalid value for header `{}`", h.name))
-        })?;
+        let value = match src {
+            Some(src) => HeaderValue::from_maybe_shared(src.slice_ref(h.value)),
+            None => HeaderValue::from_bytes(h.value),
+        }
+        .map_err(|_| ItemError::bad_request(format!("invalid value for header `{}`", h.name)))?;
+        if name == TRANSFER_ENCODING {
+            transfer_encoding = true;
+        } else if name == CONTENT_LENGTH {
+            if let Ok(declared) = content_length {
+                content_length = match (declared, content_length_value(h.value)) {
+                    (_, None) => Err("invalid Content-Length in nested message"),
+                    (Some(d), Some(n)) if d != n => {
+                        Err("conflicting Content-Length values in nested message")
+                    }
+                    (_, Some(n)) => Ok(Some(n)),
+                };
+            }
+        }
         map.append(name, value);
     }
-    Ok(map)
+    Ok(Head {
+        headers: map,
+        body_start,
+        transfer_encoding,
+        content_length,
+    })
 }
 
-/// The message body: what follows the head, checked against `Content-Length`.
-fn body_of(raw: &Bytes, start: usize, headers: &HeaderMap) -> Result<Bytes, ItemError> {
-    if headers.contains_key(TRANSFER_ENCODING) {
+/// A `Content-Length` value: digits only (`parse` would also take a leading `+`), with optional
+/// spaces or tabs around them, that fit a `usize`.
+fn content_length_value(value: &[u8]) -> Option<usize> {
+    let mut v = value;
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    if v.is_empty() {
+        return None;
+    }
+    v.iter().try_fold(0usize, |n, c| {
+        if c.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(usize::from(c - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// The message body: what follows the head of `raw` (a sub-slice of `src`), checked against
+/// `Content-Length`.
+fn body_of(src: &Bytes, raw: &[u8], head: &Head) -> Result<Bytes, ItemError> {
+    if head.transfer_encoding {
         return Err(ItemError::bad_request(
             "Transfer-Encoding is not allowed in a nested message; a part's body is delimited by its boundary",
         ));
     }
-    let body = raw.slice(start.min(raw.len())..);
-    let mut declared: Option<usize> = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        let n = value
-            .to_str()
-            .ok()
-            .map(str::trim)
-            // Digits only: `parse` would also take a leading `+`.
-            .filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-            .and_then(|s| s.parse::<usize>().ok())
-            .ok_or_else(|| ItemError::bad_request("invalid Content-Length in nested message"))?;
-        if declared.is_some_and(|d| d != n) {
-            return Err(ItemError::bad_request(
-                "conflicting Content-Length values in nested message",
-            ));
-        }
-        declared = Some(n);
-    }
-    let Some(n) = declared else { return Ok(body) };
+    let body = &raw[head.body_start.min(raw.len())..];
+    let Some(n) = head.content_length.map_err(ItemError::bad_request)? else {
+        return Ok(src.slice_ref(body));
+    };
     if n > body.len() {
         return Err(ItemError::bad_request(format!(
             "nested message declares Content-Length {n} but its part carries {} bytes",
@@ -286,7 +398,7 @@ fn body_of(raw: &Bytes, start: usize, headers: &HeaderMap) -> Result<Bytes, Item
             body.len()
         )));
     }
-    Ok(body.slice(..n))
+    Ok(src.slice_ref(&body[..n]))
 }
 
 #[cfg(test)]
@@ -370,6 +482,33 @@ mod tests {
         }
         s.push_str("\r\n");
         assert_eq!(req(&s).unwrap_err().status(), 431);
+    }
+
+    #[test]
+    fn more_headers_than_first_slots() {
+        // More fields than the first parse has room for, with and without the blank line.
+        let mut s = String::from("GET /a\r\n");
+        for i in 0..(FIRST_SLOTS + 4) {
+            s.push_str(&format!("X-{i}: v{i}\r\n"));
+        }
+        let r = req(&s).unwrap();
+        assert_eq!(r.headers().len(), FIRST_SLOTS + 4);
+        s.push_str("Content-Length: 2\r\n\r\nab");
+        let r = req(&s).unwrap();
+        assert_eq!(r.headers().len(), FIRST_SLOTS + 5);
+        assert_eq!(r.body().as_ref(), b"ab");
+        let limits = Limits::default().max_headers(FIRST_SLOTS + 2);
+        let err = parse_request(&Bytes::from(s), &limits).unwrap_err();
+        assert_eq!(err.status(), 431);
+    }
+
+    #[test]
+    fn framing_headers_in_any_case_and_order() {
+        let r = req("POST /a\r\ncontent-length:  2 \r\nCONTENT-LENGTH: 2\r\n\r\nab").unwrap();
+        assert_eq!(r.body().as_ref(), b"ab");
+        assert!(req("POST /a\r\nContent-Length: 2\r\nTRANSFER-encoding: x\r\n\r\nab").is_err());
+        assert!(req("POST /a\r\nContent-Length: 99999999999999999999999\r\n\r\nab").is_err());
+        assert!(req("POST /a\r\nContent-Length: \r\n\r\n").is_err());
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub(crate) mod part;
 pub(crate) mod scan;
 pub(crate) mod write;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::{DecodeContext, Encoder, Format};
@@ -77,11 +79,14 @@ impl Format for Multipart {
 
     fn decode(&self, cx: &DecodeContext<'_>, body: Bytes) -> Result<Vec<Item>, BatchError> {
         let boundary = boundary_of(cx.content_type)?;
-        let parts = split_parts(&body, boundary.as_bytes(), cx.limits)?;
-        Ok(parts
-            .into_iter()
-            .map(|raw| decode_part(raw, cx.limits))
-            .collect())
+        let parts = scan::part_ranges(&body, boundary.as_bytes(), cx.limits)?;
+        let mut items = Vec::with_capacity(parts.len());
+        items.extend(
+            parts
+                .into_iter()
+                .map(|range| decode_part(&body, &body[range], cx.limits)),
+        );
+        Ok(items)
     }
 
     fn encoder(&self, _cx: &DecodeContext<'_>) -> Box<dyn Encoder> {
@@ -89,33 +94,42 @@ impl Format for Multipart {
     }
 }
 
-/// Turns one part into an item: its headers, then the nested HTTP request.
-fn decode_part(raw: Bytes, limits: &crate::Limits) -> Item {
-    let (head, body) = match part::parse_part(&raw, limits) {
+/// Turns one part (`raw`, a sub-slice of `body`) into an item: its headers, then the nested
+/// HTTP request. The item is built in one go rather than through `Item`'s builder methods, which
+/// would move it (a few hundred bytes) once per call.
+fn decode_part(body: &Bytes, raw: &[u8], limits: &crate::Limits) -> Item {
+    let (head, content) = match part::parse_part(raw, limits) {
         Ok(parsed) => parsed,
         Err(err) => return Item::invalid(err),
     };
-    let mut item = match check_part_type(&head) {
-        Err(err) => Item::invalid(err),
-        Ok(()) => match parse_request(&raw.slice(body), limits) {
-            Ok(req) => Item::new(req),
-            Err(err) => Item::invalid(err),
-        },
+    let request = match check_part_type(&head) {
+        Err(err) => Err(err),
+        Ok(()) => http1::parse_request_in(body, &raw[content], limits),
     };
-    if let Some(cid) = head.content_id {
-        let key: std::sync::Arc<str> = strip_angles(&cid).into();
-        item = item.with_id(key).with_echo(cid);
-    }
-    if let Some(deps) = head.depends_on {
-        let deps = deps
+    let (id, echo) = match head.content_id {
+        Some(cid) => {
+            // Empty ids count as no id, as in `Item::with_id`.
+            let key = strip_angles(&cid);
+            let id = (!key.is_empty()).then(|| Arc::from(key));
+            (id, Some(cid))
+        }
+        None => (None, None),
+    };
+    let depends_on = match head.depends_on {
+        Some(deps) => deps
             .split(',')
             .map(strip_angles)
             .filter(|d| !d.is_empty())
             .map(str::to_owned)
-            .collect();
-        item = item.with_depends_on(deps);
+            .collect(),
+        None => Vec::new(),
+    };
+    Item {
+        request,
+        id,
+        echo,
+        depends_on,
     }
-    item
 }
 
 fn check_part_type(head: &part::PartHead) -> Result<(), ItemError> {

@@ -4,6 +4,8 @@
 //! bare-LF framing that real batch clients send (the Google API Python client among them), so the
 //! boundary scan is written here on top of `memchr::memmem`.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use memchr::memmem;
 
@@ -21,13 +23,22 @@ pub fn split_parts(
     boundary: &[u8],
     limits: &Limits,
 ) -> Result<Vec<Bytes>, BatchError> {
+    let ranges = part_ranges(body, boundary, limits)?;
+    Ok(ranges.into_iter().map(|r| body.slice(r)).collect())
+}
+
+/// [`split_parts`] as index ranges into `buf`.
+pub(crate) fn part_ranges(
+    buf: &[u8],
+    boundary: &[u8],
+    limits: &Limits,
+) -> Result<Vec<Range<usize>>, BatchError> {
     // "\n--boundary": a delimiter always starts a line.
     let mut needle = Vec::with_capacity(boundary.len() + 3);
     needle.extend_from_slice(b"\n--");
     needle.extend_from_slice(boundary);
     let finder = memmem::Finder::new(&needle);
     let delim_len = needle.len() - 1;
-    let buf: &[u8] = body;
 
     // `at` is the index of the first `-` of a delimiter line.
     let mut at = if buf.starts_with(&needle[1..]) {
@@ -91,7 +102,7 @@ pub fn split_parts(
         }
         count += 1;
         if count <= limits.max_items {
-            parts.push(body.slice(content_start..content_end));
+            parts.push(content_start..content_end);
         }
         at = next;
     }
