@@ -31,17 +31,33 @@ enum Field {
 
 fn field_of(name: &[u8]) -> Field {
     let name = trim(name);
-    if name.eq_ignore_ascii_case(b"content-type") {
+    // `eq_lower` fails fast on a length mismatch, so each line costs at most one full compare.
+    if eq_lower(name, b"content-type") {
         Field::ContentType
-    } else if name.eq_ignore_ascii_case(b"content-id") {
+    } else if eq_lower(name, b"content-id") {
         Field::ContentId
-    } else if name.eq_ignore_ascii_case(b"content-transfer-encoding") {
+    } else if eq_lower(name, b"content-transfer-encoding") {
         Field::TransferEncoding
-    } else if name.eq_ignore_ascii_case(b"depends-on") {
+    } else if eq_lower(name, b"depends-on") {
         Field::DependsOn
     } else {
         Field::Other
     }
+}
+
+/// `text.eq_ignore_ascii_case(lower)` for a constant `lower` written in lowercase: a letter
+/// matches itself or its uppercase form, any other byte only itself. Branch-free over the whole
+/// length, which the compiler unrolls for a constant.
+fn eq_lower<const N: usize>(text: &[u8], lower: &[u8; N]) -> bool {
+    let Ok(text) = <&[u8; N]>::try_from(text) else {
+        return false;
+    };
+    let mut diff = 0;
+    for (t, l) in text.iter().zip(lower) {
+        let fold = if l.is_ascii_lowercase() { 0x20 } else { 0 };
+        diff |= (t | fold) ^ l;
+    }
+    diff == 0
 }
 
 fn trim(mut b: &[u8]) -> &[u8] {
@@ -77,6 +93,18 @@ pub(crate) fn parse_part(
                 limits.max_header_bytes
             )));
         }
+        if let Some(len) = expected_line(&raw[pos..]) {
+            // What the general path below does with this line, minus finding its end and colon,
+            // matching its name and checking its value: the value is the expected one, so
+            // nothing is kept, and no continuation line follows that could change it.
+            finish(&mut head, current.take());
+            count += 1;
+            if count > limits.max_headers {
+                return Err(too_many_headers(limits));
+            }
+            pos += len;
+            continue;
+        }
         let Some(line_len) = memchr::memchr(b'\n', &raw[pos..]) else {
             return Err(ItemError::bad_request(
                 "part headers are not followed by an empty line and a nested HTTP request",
@@ -106,10 +134,7 @@ pub(crate) fn parse_part(
         finish(&mut head, current.take());
         count += 1;
         if count > limits.max_headers {
-            return Err(ItemError::bad_request(format!(
-                "part has more than {} headers",
-                limits.max_headers
-            )));
+            return Err(too_many_headers(limits));
         }
         let Some(colon) = memchr::memchr(b':', line) else {
             return Err(ItemError::bad_request(format!(
@@ -120,6 +145,35 @@ pub(crate) fn parse_part(
         let field = field_of(&line[..colon]);
         current = Some((field, Value::Slice(&line[colon + 1..])));
     }
+}
+
+fn too_many_headers(limits: &Limits) -> ItemError {
+    ItemError::bad_request(format!("part has more than {} headers", limits.max_headers))
+}
+
+/// The part header lines every batch client writes, in the case they write them.
+const EXPECTED_LINES: [&[u8]; 2] = [
+    b"Content-Type: application/http",
+    b"Content-Transfer-Encoding: binary",
+];
+
+/// The length (with its line ending) of the line `rest` starts with, when it is one of
+/// [`EXPECTED_LINES`] exactly and the next line is not its continuation.
+fn expected_line(rest: &[u8]) -> Option<usize> {
+    for text in EXPECTED_LINES {
+        if let Some(after) = rest.strip_prefix(text) {
+            let ending = match after {
+                [b'\r', b'\n', ..] => 2,
+                [b'\n', ..] => 1,
+                _ => return None,
+            };
+            return match after.get(ending) {
+                Some(b' ' | b'\t') | None => None,
+                Some(_) => Some(text.len() + ending),
+            };
+        }
+    }
+    None
 }
 
 /// A header value: a slice of the part, or an owned copy once a folded line was joined to it.
@@ -153,18 +207,15 @@ fn finish(head: &mut PartHead, header: Option<(Field, Value<'_>)>) {
         // The expected values are not kept: `None` means "fine" to the caller, which only
         // looks closer at unexpected ones.
         Field::ContentType => {
-            let essence = trim(value.split(|c| *c == b';').next().unwrap_or_default());
-            if essence.eq_ignore_ascii_case(b"application/http") {
+            let end = value.iter().position(|c| *c == b';').unwrap_or(value.len());
+            if eq_lower(trim(&value[..end]), b"application/http") {
                 return;
             }
             &mut head.content_type
         }
         Field::TransferEncoding => {
             let cte = trim(value);
-            if [&b"binary"[..], b"7bit", b"8bit"]
-                .iter()
-                .any(|e| cte.eq_ignore_ascii_case(e))
-            {
+            if eq_lower(cte, b"binary") || eq_lower(cte, b"7bit") || eq_lower(cte, b"8bit") {
                 return;
             }
             &mut head.transfer_encoding
@@ -182,10 +233,13 @@ fn finish(head: &mut PartHead, header: Option<(Field, Value<'_>)>) {
 
 /// `GET /x`, `POST http://...`: an uppercase token and a space, with no colon before the space.
 fn starts_like_request_line(raw: &[u8]) -> bool {
-    let Some(sp) = memchr::memchr(b' ', raw) else {
-        return false;
-    };
-    sp > 0 && sp < 16 && raw[..sp].iter().all(|c| c.is_ascii_uppercase())
+    // The token is at most 15 bytes; a space must follow it directly.
+    let token = raw
+        .iter()
+        .take(16)
+        .take_while(|c| c.is_ascii_uppercase())
+        .count();
+    token > 0 && token < 16 && raw.get(token) == Some(&b' ')
 }
 
 #[cfg(test)]
@@ -231,6 +285,68 @@ mod tests {
         let (h, rest) = parse("GET /farm/v1/animals HTTP/1.1\r\n").unwrap();
         assert_eq!(h, PartHead::default());
         assert_eq!(rest, "GET /farm/v1/animals HTTP/1.1\r\n");
+    }
+
+    #[test]
+    fn names_and_expected_values_ignore_case_only() {
+        let (h, _) = parse(
+            "CONTENT-type: Application/HTTP; msgtype=request\ncontent-TRANSFER-encoding: BINARY\nDEPENDS-on: a\n\nGET /\n",
+        )
+        .unwrap();
+        assert_eq!(h.content_type, None);
+        assert_eq!(h.transfer_encoding, None);
+        assert_eq!(h.depends_on.as_deref(), Some("a"));
+        // `\r` is `-` with the case bit cleared; it must not pass for one.
+        let (h, _) =
+            parse("content\rtype: text/plain\nContent-Type: application\x0fhttp\n\nGET /\n")
+                .unwrap();
+        assert_eq!(h.content_type.as_deref(), Some("application\x0fhttp"));
+        let (h, _) = parse("Content-Transfer-Encoding: 8BIT\n\nGET /\n").unwrap();
+        assert_eq!(h.transfer_encoding, None);
+        let (h, _) = parse("Content-Transfer-Encoding: base64\n\nGET /\n").unwrap();
+        assert_eq!(h.transfer_encoding.as_deref(), Some("base64"));
+    }
+
+    #[test]
+    fn expected_lines_follow_the_general_rules() {
+        let (h, rest) = parse(
+            "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\nContent-ID: <1>\r\n\r\nGET /\r\n",
+        )
+        .unwrap();
+        assert_eq!(h.content_type, None);
+        assert_eq!(h.transfer_encoding, None);
+        assert_eq!(h.content_id.as_deref(), Some("<1>"));
+        assert_eq!(rest, "GET /\r\n");
+        // A continuation line joins the expected value, which then is not the expected one.
+        let (h, _) =
+            parse("Content-Type: application/http\r\n x\r\nContent-ID: <1>\r\n\r\nGET /\r\n")
+                .unwrap();
+        assert_eq!(h.content_type.as_deref(), Some("application/http x"));
+        let (h, _) = parse("Content-Type: application/http\r\r\n\r\nGET /\r\n").unwrap();
+        assert_eq!(h.content_type.as_deref(), Some("application/http\r"));
+        // An earlier unexpected value is not undone by a later expected one.
+        let (h, _) = parse(
+            "Content-Transfer-Encoding: base64\nContent-Transfer-Encoding: binary\n\nGET /\n",
+        )
+        .unwrap();
+        assert_eq!(h.transfer_encoding.as_deref(), Some("base64"));
+        // Expected lines count towards the header limit.
+        let two = "Content-Type: application/http\nContent-Transfer-Encoding: binary\n\nGET /\n";
+        let err = parse_part(two.as_bytes(), &Limits::default().max_headers(1)).unwrap_err();
+        assert!(err.message().contains("more than 1 headers"), "{err:?}");
+        assert!(parse("Content-Type: application/http\r\n").is_err());
+        assert!(parse("Content-Type: application/http").is_err());
+    }
+
+    #[test]
+    fn request_line_detection() {
+        assert!(starts_like_request_line(b"GET /"));
+        assert!(starts_like_request_line(b"ABCDEFGHIJKLMNO /"));
+        assert!(!starts_like_request_line(b"ABCDEFGHIJKLMNOP /"));
+        assert!(!starts_like_request_line(b" GET /"));
+        assert!(!starts_like_request_line(b"GET"));
+        assert!(!starts_like_request_line(b"GET:/ x"));
+        assert!(!starts_like_request_line(b"Content-Type: x"));
     }
 
     #[test]

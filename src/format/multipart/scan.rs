@@ -37,14 +37,14 @@ pub(crate) fn part_ranges(
     let mut needle = Vec::with_capacity(boundary.len() + 3);
     needle.extend_from_slice(b"\n--");
     needle.extend_from_slice(boundary);
-    let finder = memmem::Finder::new(&needle);
+    let finder = Delimiters::new(&needle);
     let delim_len = needle.len() - 1;
 
     // `at` is the index of the first `-` of a delimiter line.
     let mut at = if buf.starts_with(&needle[1..]) {
         0
     } else {
-        match find_delimiter(&finder, buf, 0, delim_len) {
+        match finder.find(buf, 0) {
             Some(i) => i,
             None => {
                 return Err(BatchError::Framing {
@@ -72,7 +72,7 @@ pub(crate) fn part_ranges(
                 })
             }
         };
-        let next = match find_delimiter(&finder, buf, content_start.saturating_sub(1), delim_len) {
+        let next = match finder.find(buf, content_start.saturating_sub(1)) {
             Some(i) if i >= content_start => i,
             // An empty part whose delimiter follows immediately.
             Some(i) => i,
@@ -118,23 +118,43 @@ pub(crate) fn part_ranges(
     Ok(parts)
 }
 
-/// The index of the next delimiter line (pointing at its first `-`) at or after `from`, skipping
-/// false matches where the boundary is only the prefix of a longer token.
-fn find_delimiter(
-    finder: &memmem::Finder<'_>,
-    buf: &[u8],
-    from: usize,
-    delim_len: usize,
-) -> Option<usize> {
-    let mut from = from;
-    while let Some(rel) = finder.find(&buf[from..]) {
-        let at = from + rel + 1;
-        if is_delimiter_end(buf, at + delim_len) {
-            return Some(at);
+/// memchr's vectorised packed-pair search takes needles of up to this many bytes; longer ones
+/// get two-way with a prefilter, which costs several times more per call on short parts.
+const PACKED_MAX: usize = 32;
+
+/// Finds delimiter lines: a search for the first (up to) [`PACKED_MAX`] bytes of
+/// `"\n--boundary"`, and a comparison of the rest at each hit.
+struct Delimiters<'n> {
+    prefix: memmem::Finder<'n>,
+    needle: &'n [u8],
+}
+
+impl<'n> Delimiters<'n> {
+    fn new(needle: &'n [u8]) -> Self {
+        Delimiters {
+            prefix: memmem::Finder::new(&needle[..needle.len().min(PACKED_MAX)]),
+            needle,
         }
-        from = at;
     }
-    None
+
+    /// The index of the next delimiter line (pointing at its first `-`) at or after `from`,
+    /// skipping false matches where the boundary is only the prefix of a longer token.
+    fn find(&self, buf: &[u8], from: usize) -> Option<usize> {
+        let prefix_len = self.prefix.needle().len();
+        let tail = &self.needle[prefix_len..];
+        let mut from = from;
+        while let Some(rel) = self.prefix.find(&buf[from..]) {
+            let line = from + rel;
+            let at = line + 1;
+            if buf[line + prefix_len..].starts_with(tail)
+                && is_delimiter_end(buf, line + self.needle.len())
+            {
+                return Some(at);
+            }
+            from = at;
+        }
+        None
+    }
 }
 
 /// A boundary is a delimiter only when followed by `--`, whitespace, a line end or the end of input.
@@ -230,6 +250,18 @@ mod tests {
     fn no_opening_boundary() {
         let err = split("hello", "b").unwrap_err();
         assert!(err.to_string().contains("no opening boundary"), "{err}");
+    }
+
+    #[test]
+    fn long_boundary_compared_past_the_searched_prefix() {
+        let b = "===============7330845974216740156==_and_some_more_to_be_long";
+        let near = format!("--{}X", &b[..b.len() - 1]);
+        let body = format!("--{b}\r\nA\r\n{near}\r\nB\r\n--{b}\r\nC\r\n--{b}--\r\n");
+        let parts = split(&body, b).unwrap();
+        assert_eq!(
+            parts,
+            ["A\r\n".to_owned() + &near + "\r\nB", "C".to_owned()]
+        );
     }
 
     #[test]
