@@ -23,6 +23,7 @@ pub fn parse_request(raw: &Bytes, limits: &Limits) -> Result<Request<Bytes>, Ite
 
 /// [`parse_request`] of `raw`, a sub-slice of `src`: the target, header values and body are
 /// shared slices of `src` rather than copies.
+#[inline]
 pub(crate) fn parse_request_in(
     src: &Bytes,
     raw: &[u8],
@@ -135,12 +136,35 @@ fn next_word<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     let s = *rest;
     let from = s.iter().position(|c| *c != b' ' && *c != b'\t')?;
     let s = &s[from..];
-    let len = s
-        .iter()
-        .position(|c| *c == b' ' || *c == b'\t')
-        .unwrap_or(s.len());
+    let len = find_blank(s).unwrap_or(s.len());
     *rest = &s[len..];
     Some(&s[..len])
+}
+
+/// The index of the first space or tab in `s`, eight bytes at a time.
+fn find_blank(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // A byte of `x ^ pattern` is zero where `x` has the pattern's byte. The classic
+        // zero-byte test may also flag bytes above a zero byte, never below the first one, so
+        // the lowest flag is exact.
+        let sp = x ^ (ONES * u64::from(b' '));
+        let tab = x ^ (ONES * u64::from(b'\t'));
+        let found = ((sp.wrapping_sub(ONES) & !sp) | (tab.wrapping_sub(ONES) & !tab)) & HIGH;
+        if found != 0 {
+            return Some(at + found.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|c| *c == b' ' || *c == b'\t')
+        .map(|i| at + i)
 }
 
 /// `target` is a sub-slice of `src`; the URI shares its bytes.
@@ -197,6 +221,7 @@ const FIRST_SLOTS: usize = 16;
 
 /// Parses header fields of `raw` (a sub-slice of `src`) starting at `start`, up to and
 /// including the blank line.
+#[inline]
 fn parse_headers(
     src: &Bytes,
     raw: &[u8],
@@ -211,88 +236,54 @@ fn parse_headers(
             content_length: Ok(None),
         });
     }
-    let wanted = limits.max_headers.min(1024);
-    let mut first = [httparse::EMPTY_HEADER; FIRST_SLOTS];
-    let slots = wanted.min(FIRST_SLOTS);
-    match parse_fields(src, raw, start, limits, &mut first[..slots]) {
-        Err(Retry::MoreSlots) if wanted > slots => {}
-        Err(Retry::MoreSlots) => return Err(too_many_headers(limits)),
-        Err(Retry::Failed(e)) => return Err(e),
-        Ok(head) => return Ok(head),
-    }
-    // The default limit fits on the stack; only a larger configured limit allocates.
-    let mut on_stack = [httparse::EMPTY_HEADER; 64];
-    let mut on_heap = Vec::new();
-    let storage: &mut [httparse::Header<'_>] = if wanted <= on_stack.len() {
-        &mut on_stack[..wanted]
-    } else {
-        on_heap.resize(wanted, httparse::EMPTY_HEADER);
-        &mut on_heap
-    };
-    match parse_fields(src, raw, start, limits, storage) {
-        Err(Retry::MoreSlots) => Err(too_many_headers(limits)),
-        Err(Retry::Failed(e)) => Err(e),
-        Ok(head) => Ok(head),
-    }
-}
-
-/// Why [`parse_fields`] gave up.
-enum Retry {
-    /// httparse ran out of header slots.
-    MoreSlots,
-    Failed(ItemError),
-}
-
-fn too_many_headers(limits: &Limits) -> ItemError {
-    ItemError::new(
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        format!(
-            "nested message has more than {} headers",
-            limits.max_headers
-        ),
-    )
-}
-
-fn parse_fields<'b>(
-    src: &Bytes,
-    raw: &'b [u8],
-    start: usize,
-    limits: &Limits,
-    storage: &mut [httparse::Header<'b>],
-) -> Result<Head, Retry> {
     let rest = &raw[start..];
-    let parsed = match httparse::parse_headers(rest, storage) {
-        Ok(httparse::Status::Complete((len, fields))) => Some((len, fields.len())),
-        Ok(httparse::Status::Partial) => None,
-        Err(httparse::Error::TooManyHeaders) => return Err(Retry::MoreSlots),
-        Err(e) => {
-            return Err(Retry::Failed(ItemError::bad_request(format!(
-                "invalid header in nested message: {e} (header lines may not be folded inside a nested message)"
-            ))))
+    let wanted = limits.max_headers.min(1024);
+    let slots = wanted.min(FIRST_SLOTS);
+    let mut first = [httparse::EMPTY_HEADER; FIRST_SLOTS];
+    let mut on_stack;
+    let mut on_heap;
+    let mut status = httparse::parse_headers(rest, &mut first[..slots]);
+    if matches!(status, Err(httparse::Error::TooManyHeaders)) && wanted > slots {
+        // The default limit fits on the stack; only a larger configured limit allocates.
+        let storage: &mut [httparse::Header<'_>] = if wanted <= 64 {
+            on_stack = [httparse::EMPTY_HEADER; 64];
+            &mut on_stack[..wanted]
+        } else {
+            on_heap = vec![httparse::EMPTY_HEADER; wanted];
+            &mut on_heap
+        };
+        status = httparse::parse_headers(rest, storage);
+    }
+    match status {
+        Ok(httparse::Status::Complete((len, fields))) => {
+            check_head_size(len, limits)?;
+            to_head(Some(src), fields, start + len)
         }
-    };
-    let (len, n) = match parsed {
-        Some(done) => done,
-        None => {
+        Ok(httparse::Status::Partial) => {
             // Headers that run to the end of the part with no blank line: a message without a
             // body, as lenient clients write it. Parse again with the blank line added.
             let mut owned = rest.to_vec();
             owned.extend_from_slice(b"\r\n\r\n");
-            let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers.min(1024)];
-            return match httparse::parse_headers(&owned, &mut slots) {
+            let mut slots = vec![httparse::EMPTY_HEADER; wanted];
+            match httparse::parse_headers(&owned, &mut slots) {
                 Ok(httparse::Status::Complete((_, fields))) => {
-                    let head = to_head(None, fields, raw.len()).map_err(Retry::Failed)?;
-                    check_head_size(rest.len(), limits).map_err(Retry::Failed)?;
+                    let head = to_head(None, fields, raw.len())?;
+                    check_head_size(rest.len(), limits)?;
                     Ok(head)
                 }
-                _ => Err(Retry::Failed(ItemError::bad_request(
+                _ => Err(ItemError::bad_request(
                     "nested message headers are malformed",
-                ))),
-            };
+                )),
+            }
         }
-    };
-    check_head_size(len, limits).map_err(Retry::Failed)?;
-    to_head(Some(src), &storage[..n], start + len).map_err(Retry::Failed)
+        Err(httparse::Error::TooManyHeaders) => Err(ItemError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("nested message has more than {} headers", limits.max_headers),
+        )),
+        Err(e) => Err(ItemError::bad_request(format!(
+            "invalid header in nested message: {e} (header lines may not be folded inside a nested message)"
+        ))),
+    }
 }
 
 fn check_head_size(len: usize, limits: &Limits) -> Result<(), ItemError> {
@@ -509,6 +500,32 @@ mod tests {
         assert!(req("POST /a\r\nContent-Length: 2\r\nTRANSFER-encoding: x\r\n\r\nab").is_err());
         assert!(req("POST /a\r\nContent-Length: 99999999999999999999999\r\n\r\nab").is_err());
         assert!(req("POST /a\r\nContent-Length: \r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn blanks_found_at_every_offset() {
+        for len in 0..40 {
+            for at in 0..=len {
+                for blank in [b' ', b'\t'] {
+                    // Bytes around the blank that differ from it by one bit or by borrow-prone
+                    // values, so a sloppy zero-byte test would show.
+                    let mut s: Vec<u8> = (0..len)
+                        .map(|i| [0x21, 0x80, 0x08, 0xff, 0x00][i % 5])
+                        .collect();
+                    if at < len {
+                        s[at] = blank;
+                        s.push(blank);
+                    }
+                    let want = s.iter().position(|c| *c == b' ' || *c == b'\t');
+                    assert_eq!(find_blank(&s), want, "{s:?}");
+                }
+            }
+        }
+        let mut line: &[u8] = b" \tGET\t /a  HTTP/1.1 ";
+        assert_eq!(next_word(&mut line), Some(&b"GET"[..]));
+        assert_eq!(next_word(&mut line), Some(&b"/a"[..]));
+        assert_eq!(next_word(&mut line), Some(&b"HTTP/1.1"[..]));
+        assert_eq!(next_word(&mut line), None);
     }
 
     #[test]

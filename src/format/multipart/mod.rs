@@ -97,6 +97,7 @@ impl Format for Multipart {
 /// Turns one part (`raw`, a sub-slice of `body`) into an item: its headers, then the nested
 /// HTTP request. The item is built in one go rather than through `Item`'s builder methods, which
 /// would move it (a few hundred bytes) once per call.
+#[inline]
 fn decode_part(body: &Bytes, raw: &[u8], limits: &crate::Limits) -> Item {
     let (head, content) = match part::parse_part(raw, limits) {
         Ok(parsed) => parsed,
