@@ -133,38 +133,50 @@ fn next_line(raw: &[u8], start: usize) -> Option<(&[u8], usize)> {
 /// The next word of a request line (words are separated by runs of spaces and tabs), and
 /// `rest` moved past it.
 fn next_word<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let s = *rest;
-    let from = s.iter().position(|c| *c != b' ' && *c != b'\t')?;
-    let s = &s[from..];
-    let len = find_blank(s).unwrap_or(s.len());
-    *rest = &s[len..];
-    Some(&s[..len])
+    let mut s = *rest;
+    while let [b' ' | b'\t', tail @ ..] = s {
+        s = tail;
+    }
+    if s.is_empty() {
+        return None;
+    }
+    let (word, tail) = s.split_at(find_blank(s).unwrap_or(s.len()));
+    *rest = tail;
+    Some(word)
 }
 
 /// The index of the first space or tab in `s`, eight bytes at a time.
 fn find_blank(s: &[u8]) -> Option<usize> {
+    if s.len() < 8 {
+        return s.iter().position(|c| *c == b' ' || *c == b'\t');
+    }
+    let mut at = 0;
+    loop {
+        // The last window overlaps the one before when the length is not a multiple of eight;
+        // its bytes already looked at hold no blank, so they cannot be the first flag.
+        let window = at.min(s.len() - 8);
+        let x = u64::from_le_bytes(s[window..window + 8].try_into().expect("eight bytes"));
+        if let Some(i) = blank_in(x) {
+            return Some(window + i);
+        }
+        at = window + 8;
+        if at >= s.len() {
+            return None;
+        }
+    }
+}
+
+/// The index of the first space or tab among the eight bytes of `x` (little-endian order).
+fn blank_in(x: u64) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let mut chunks = s.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut chunks {
-        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        // A byte of `x ^ pattern` is zero where `x` has the pattern's byte. The classic
-        // zero-byte test may also flag bytes above a zero byte, never below the first one, so
-        // the lowest flag is exact.
-        let sp = x ^ (ONES * u64::from(b' '));
-        let tab = x ^ (ONES * u64::from(b'\t'));
-        let found = ((sp.wrapping_sub(ONES) & !sp) | (tab.wrapping_sub(ONES) & !tab)) & HIGH;
-        if found != 0 {
-            return Some(at + found.trailing_zeros() as usize / 8);
-        }
-        at += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|c| *c == b' ' || *c == b'\t')
-        .map(|i| at + i)
+    // A byte of `x ^ pattern` is zero where `x` has the pattern's byte. The classic zero-byte
+    // test may also flag bytes above a zero byte, never below the first one, so the lowest
+    // flag is exact.
+    let sp = x ^ (ONES * u64::from(b' '));
+    let tab = x ^ (ONES * u64::from(b'\t'));
+    let found = ((sp.wrapping_sub(ONES) & !sp) | (tab.wrapping_sub(ONES) & !tab)) & HIGH;
+    (found != 0).then(|| found.trailing_zeros() as usize / 8)
 }
 
 /// `target` is a sub-slice of `src`; the URI shares its bytes.

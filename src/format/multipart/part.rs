@@ -97,7 +97,9 @@ pub(crate) fn parse_part(
             // What the general path below does with this line, minus finding its end and colon,
             // matching its name and checking its value: the value is the expected one, so
             // nothing is kept, and no continuation line follows that could change it.
-            finish(&mut head, current.take());
+            if let Some(header) = current.take() {
+                finish(&mut head, header);
+            }
             count += 1;
             if count > limits.max_headers {
                 return Err(too_many_headers(limits));
@@ -116,7 +118,9 @@ pub(crate) fn parse_part(
             line = rest;
         }
         if line.is_empty() {
-            finish(&mut head, current.take());
+            if let Some(header) = current.take() {
+                finish(&mut head, header);
+            }
             return Ok((head, pos..raw.len()));
         }
         if line[0] == b' ' || line[0] == b'\t' {
@@ -131,7 +135,9 @@ pub(crate) fn parse_part(
             }
             continue;
         }
-        finish(&mut head, current.take());
+        if let Some(header) = current.take() {
+            finish(&mut head, header);
+        }
         count += 1;
         if count > limits.max_headers {
             return Err(too_many_headers(limits));
@@ -152,28 +158,35 @@ fn too_many_headers(limits: &Limits) -> ItemError {
 }
 
 /// The part header lines every batch client writes, in the case they write them.
-const EXPECTED_LINES: [&[u8]; 2] = [
-    b"Content-Type: application/http",
-    b"Content-Transfer-Encoding: binary",
-];
+const EXPECTED_TYPE: &[u8; 30] = b"Content-Type: application/http";
+const EXPECTED_ENCODING: &[u8; 33] = b"Content-Transfer-Encoding: binary";
 
-/// The length (with its line ending) of the line `rest` starts with, when it is one of
-/// [`EXPECTED_LINES`] exactly and the next line is not its continuation.
+/// The length (with its line ending) of the line `rest` starts with, when it is one of the
+/// expected lines exactly and the next line is not its continuation.
 fn expected_line(rest: &[u8]) -> Option<usize> {
-    for text in EXPECTED_LINES {
-        if let Some(after) = rest.strip_prefix(text) {
-            let ending = match after {
-                [b'\r', b'\n', ..] => 2,
-                [b'\n', ..] => 1,
-                _ => return None,
-            };
-            return match after.get(ending) {
-                Some(b' ' | b'\t') | None => None,
-                Some(_) => Some(text.len() + ending),
-            };
-        }
+    let len = if starts_with(rest, EXPECTED_TYPE) {
+        EXPECTED_TYPE.len()
+    } else if starts_with(rest, EXPECTED_ENCODING) {
+        EXPECTED_ENCODING.len()
+    } else {
+        return None;
+    };
+    let ending = match &rest[len..] {
+        [b'\r', b'\n', ..] => 2,
+        [b'\n', ..] => 1,
+        _ => return None,
+    };
+    match rest.get(len + ending) {
+        Some(b' ' | b'\t') | None => None,
+        Some(_) => Some(len + ending),
     }
-    None
+}
+
+/// `s.starts_with(text)` as a comparison of constant size, which the compiler does inline.
+fn starts_with<const N: usize>(s: &[u8], text: &[u8; N]) -> bool {
+    s.get(..N)
+        .and_then(|head| <&[u8; N]>::try_from(head).ok())
+        .is_some_and(|head| head == text)
 }
 
 /// A header value: a slice of the part, or an owned copy once a folded line was joined to it.
@@ -200,8 +213,7 @@ impl Value<'_> {
     }
 }
 
-fn finish(head: &mut PartHead, header: Option<(Field, Value<'_>)>) {
-    let Some((field, value)) = header else { return };
+fn finish(head: &mut PartHead, (field, value): (Field, Value<'_>)) {
     let value = value.bytes();
     let slot = match field {
         // The expected values are not kept: `None` means "fine" to the caller, which only
