@@ -182,11 +182,23 @@ fn expected_line(rest: &[u8]) -> Option<usize> {
     }
 }
 
-/// `s.starts_with(text)` as a comparison of constant size, which the compiler does inline.
+/// `s.starts_with(text)` for a constant `text` of at least eight bytes, compared eight bytes at
+/// a time (the last word overlapping the one before), so no call to memcmp is made.
 fn starts_with<const N: usize>(s: &[u8], text: &[u8; N]) -> bool {
-    s.get(..N)
-        .and_then(|head| <&[u8; N]>::try_from(head).ok())
-        .is_some_and(|head| head == text)
+    assert!(N >= 8, "constant texts are at least a word long");
+    let Some(head) = s.get(..N) else {
+        return false;
+    };
+    let word =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"));
+    let mut diff = 0;
+    let mut at = 0;
+    while at < N {
+        let w = at.min(N - 8);
+        diff |= word(head, w) ^ word(text, w);
+        at = w + 8;
+    }
+    diff == 0
 }
 
 /// A header value: a slice of the part, or an owned copy once a folded line was joined to it.
@@ -348,6 +360,21 @@ mod tests {
         assert!(err.message().contains("more than 1 headers"), "{err:?}");
         assert!(parse("Content-Type: application/http\r\n").is_err());
         assert!(parse("Content-Type: application/http").is_err());
+    }
+
+    #[test]
+    fn constant_prefix_compare() {
+        let text = b"Content-Transfer-Encoding: binary";
+        assert!(starts_with(b"Content-Transfer-Encoding: binary\r\n", text));
+        assert!(starts_with(text, text));
+        assert!(!starts_with(&text[..32], text));
+        for i in 0..text.len() {
+            let mut other = *text;
+            other[i] ^= 0x20;
+            assert!(!starts_with(&other, text), "{i}");
+        }
+        assert!(starts_with(b"12345678", b"12345678"));
+        assert!(!starts_with(b"12345679", b"12345678"));
     }
 
     #[test]
