@@ -142,6 +142,11 @@ pub(crate) fn parse_part(
         if count > limits.max_headers {
             return Err(too_many_headers(limits));
         }
+        // The Content-ID as clients write it needs no search for its colon.
+        if starts_with(line, CONTENT_ID) {
+            current = Some((Field::ContentId, Value::Slice(&line[CONTENT_ID.len()..])));
+            continue;
+        }
         let Some(colon) = memchr::memchr(b':', line) else {
             return Err(ItemError::bad_request(format!(
                 "part header line `{}` has no colon",
@@ -160,6 +165,7 @@ fn too_many_headers(limits: &Limits) -> ItemError {
 /// The part header lines every batch client writes, in the case they write them.
 const EXPECTED_TYPE: &[u8; 30] = b"Content-Type: application/http";
 const EXPECTED_ENCODING: &[u8; 33] = b"Content-Transfer-Encoding: binary";
+const CONTENT_ID: &[u8; 11] = b"Content-ID:";
 
 /// The length (with its line ending) of the line `rest` starts with, when it is one of the
 /// expected lines exactly and the next line is not its continuation.
