@@ -112,7 +112,14 @@ fn decode_part(body: &Bytes, raw: &[u8], limits: &crate::Limits) -> Item {
             // Empty ids count as no id, as in `Item::with_id`.
             let key = strip_angles(&cid);
             let id = (!key.is_empty()).then(|| Arc::from(key));
-            (id, Some(cid))
+            // The usual `<id>` needs no copy of its own: the encoder writes `<response-id>`
+            // from the id (see `MultipartEncoder::item`). Anything else is echoed as it came.
+            let plain = cid.len() == key.len() + 2
+                && cid.starts_with('<')
+                && cid.ends_with('>')
+                && !key.is_empty()
+                && !key.bytes().any(|c| c.is_ascii_control());
+            (id, (!plain).then_some(cid))
         }
         None => (None, None),
     };

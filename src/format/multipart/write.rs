@@ -53,7 +53,13 @@ impl Encoder for MultipartEncoder {
     }
 
     fn item(&mut self, meta: &ItemMeta, response: &Response<Bytes>, out: &mut BytesMut) {
-        write_response_part(&self.boundary, meta.echo.as_deref(), response, out);
+        // The decoder keeps the raw `Content-ID` only when it is not the plain `<id>`.
+        let content_id = match (&meta.echo, &meta.id) {
+            (Some(raw), _) => ContentId::Raw(raw),
+            (None, Some(id)) => ContentId::Angled(id),
+            (None, None) => ContentId::None,
+        };
+        write_part(&self.boundary, content_id, response, out);
     }
 
     fn end(&mut self, out: &mut BytesMut) {
@@ -144,13 +150,38 @@ pub fn write_response_part(
     response: &Response<Bytes>,
     out: &mut BytesMut,
 ) {
+    let content_id = request_content_id.map_or(ContentId::None, ContentId::Raw);
+    write_part(boundary, content_id, response, out);
+}
+
+/// The request part's `Content-ID`, as the answer's is made from it.
+enum ContentId<'a> {
+    /// As it came on the wire.
+    Raw(&'a str),
+    /// The id inside a plain `<id>`.
+    Angled(&'a str),
+    None,
+}
+
+fn write_part(
+    boundary: &str,
+    content_id: ContentId<'_>,
+    response: &Response<Bytes>,
+    out: &mut BytesMut,
+) {
     let body = response.body();
     out.reserve(boundary.len() + 128 + head_size(response.headers()) + body.len());
     out.put_slice(b"--");
     out.put_slice(boundary.as_bytes());
     out.put_slice(b"\r\nContent-Type: application/http\r\n");
-    if let Some(cid) = request_content_id {
-        put_response_content_id(cid, out);
+    match content_id {
+        ContentId::Raw(cid) => put_response_content_id(cid, out),
+        ContentId::Angled(id) => {
+            out.put_slice(b"Content-ID: <response-");
+            out.put_slice(id.as_bytes());
+            out.put_slice(b">\r\n");
+        }
+        ContentId::None => {}
     }
     out.put_slice(b"\r\n");
     put_status_line(response.status(), out);
