@@ -292,7 +292,9 @@ impl Scheduler {
         }
     }
 
-    fn launch_ready(&mut self) {
+    /// Starts ready items while there is room; says whether any of them answered at once.
+    fn launch_ready(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut answered = false;
         let mut group = Vec::new();
         while self.running.len() + self.grouped + group.len() < self.concurrency {
             let Some(&i) = self.ready.front() else { break };
@@ -304,9 +306,19 @@ impl Scheduler {
             else {
                 continue;
             };
-            let fut = self.launcher.launch(i, req, span, id);
+            let mut fut = self.launcher.launch(i, req, span, id);
             if self.group_size == 0 {
-                self.running.push(fut);
+                // Many items answer on their first poll (a quick handler, a refused item): they
+                // never need a place among the running futures. The others join them, where
+                // they are polled again with a waker of their own.
+                match fut.as_mut().poll(cx) {
+                    Poll::Ready((j, res)) => {
+                        self.slots[j] = Slot::Done(res);
+                        self.propagate(j);
+                        answered = true;
+                    }
+                    Poll::Pending => self.running.push(fut),
+                }
                 continue;
             }
             group.push((i, fut));
@@ -319,6 +331,7 @@ impl Scheduler {
             self.grouped += group.len();
             self.groups.push(spawn_group(group));
         }
+        answered
     }
 
     /// Answers every unfinished item with `504` (the whole-batch deadline passed).
@@ -365,8 +378,7 @@ impl Scheduler {
                     continue;
                 }
             }
-            self.launch_ready();
-            let mut answered = false;
+            let mut answered = self.launch_ready(cx);
             if let Poll::Ready(Some((j, res))) = self.running.poll_next_unpin(cx) {
                 self.slots[j] = Slot::Done(res);
                 self.propagate(j);
