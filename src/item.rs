@@ -80,16 +80,13 @@ impl Item {
         &self.depends_on
     }
 
-    /// Splits the item into its request (or error) and its metadata.
-    pub(crate) fn into_parts(self, index: usize) -> (Result<Request<Bytes>, ItemError>, ItemMeta) {
-        (
-            self.request,
-            ItemMeta {
-                index,
-                id: self.id,
-                echo: self.echo,
-            },
-        )
+    /// Takes out what the encoder needs to know about the item (its id is shared, not taken).
+    pub(crate) fn take_meta(&mut self, index: usize) -> ItemMeta {
+        ItemMeta {
+            index,
+            id: self.id.clone(),
+            echo: self.echo.take(),
+        }
     }
 }
 

@@ -316,6 +316,11 @@ impl Scheduler {
                         self.slots[j] = Slot::Done(res);
                         self.propagate(j);
                         answered = true;
+                        // The answer the body waits for: hand it over before starting more, so
+                        // quick items do not fill the whole window with buffered answers.
+                        if j == self.next_emit {
+                            break;
+                        }
                     }
                     Poll::Pending => self.running.push(fut),
                 }

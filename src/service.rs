@@ -330,7 +330,7 @@ where
         limits: &config.limits,
         store: &store,
     };
-    let items = match format.decode(&cx, bytes) {
+    let mut items = match format.decode(&cx, bytes) {
         Ok(items) => items,
         Err(err) => return error_body(err),
     };
@@ -387,26 +387,34 @@ where
         items = n,
         depth = outer.depth + 1,
     );
-    let mut entries = Vec::with_capacity(n);
-    let mut metas = Vec::with_capacity(n);
-    for (index, item) in items.into_iter().enumerate() {
-        let (request, meta) = item.into_parts(index);
-        // Items are checked and given what they inherit, their `BatchContext` included, when
-        // they start (see `Launcher`): a waiting item holds only its parsed request.
-        match request {
+    // What the encoder needs of each item comes out first, leaving the requests in place...
+    let metas: Vec<crate::ItemMeta> = items
+        .iter_mut()
+        .enumerate()
+        .map(|(index, item)| item.take_meta(index))
+        .collect();
+    // ...so that they become the scheduler's slots in the items' own allocation (`collect` reuses
+    // it when nothing but `map` and `enumerate` stands between): the decoded batch is never held
+    // twice, which would set the batch's peak memory.
+    let entries: Vec<Slot> = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| match item.request {
+            // Items are checked and given what they inherit, their `BatchContext` included,
+            // when they start (see `Launcher`): a waiting item holds only its parsed request.
             Ok(r) => {
-                // `request_id` is recorded when the item starts and has its id (see `Launcher`).
-                // When no subscriber takes INFO spans (none is installed, or all filter them
-                // out), the span could not be enabled. Made anyway, a disabled span still does
-                // work for the `log` crate (axum turns on tracing's `log` feature) when it is
-                // made, entered, recorded and dropped; `Span::none()` does none.
+                // `request_id` is recorded when the item starts and has its id (see
+                // `Launcher`). When no subscriber takes INFO spans (none is installed, or all
+                // filter them out), the span could not be enabled. Made anyway, a disabled span
+                // still does work for the `log` crate (axum turns on tracing's `log` feature)
+                // when it is made, entered, recorded and dropped; `Span::none()` does none.
                 let item_span =
                     if tracing::level_filters::LevelFilter::current() >= tracing::Level::INFO {
                         tracing::info_span!(
                             parent: &span,
                             "batch_item",
                             index,
-                            id = meta.id.as_deref().unwrap_or(""),
+                            id = item.id.as_deref().unwrap_or(""),
                             method = %r.method(),
                             path = r.uri().path(),
                             request_id = tracing::field::Empty,
@@ -415,7 +423,7 @@ where
                     } else {
                         tracing::Span::none()
                     };
-                entries.push(Slot::Waiting(r, item_span, meta.id.clone()));
+                Slot::Waiting(r, item_span, item.id)
             }
             Err(err) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
@@ -426,11 +434,10 @@ where
                 ) {
                     res.headers_mut().insert(name.clone(), id);
                 }
-                entries.push(Slot::Done(res));
+                Slot::Done(res)
             }
-        }
-        metas.push(meta);
-    }
+        })
+        .collect();
     let launcher = Box::new(Launcher::<S, ReqBody> {
         service,
         context: BatchContext {
