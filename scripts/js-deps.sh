@@ -9,8 +9,9 @@
 # The last line printed is the absolute path of the node_modules directory. When it already
 # holds the pinned lockfile's packages it returns at once, without touching the network.
 #
-# Exit status: 0 ready; 75 npm cannot reach the registry, which the Rust test reports as a
-# skip; anything else is a real failure.
+# Exit status: 0 ready; 75 npm cannot reach the registry, or Node.js is missing and cannot be
+# installed (see scripts/system-deps.sh), which the Rust test reports as a skip with the reason;
+# anything else is a real failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +32,15 @@ WANT="$(cat "$SRC/package.json" "$SRC/package-lock.json")"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
   echo "$DIR/node_modules"
   exit 0
+fi
+
+# A machine without Node.js gets it from the Debian archive; if that cannot be done here, the
+# test is skipped with the reason.
+if ! command -v "$NPM" >/dev/null || ! command -v node >/dev/null; then
+  if ! "$ROOT/scripts/system-deps.sh" node; then
+    echo "Node.js and npm are missing and could not be installed" >&2
+    exit 75
+  fi
 fi
 
 # npm works on the directory holding package.json, so the pinned manifest is copied out of

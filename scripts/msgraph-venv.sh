@@ -45,6 +45,10 @@ if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; t
 fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then
+  # Debian's python3 makes no venv without its python3-venv package (ensurepip).
+  if ! command -v "$PYTHON" >/dev/null || ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+    "$ROOT/scripts/system-deps.sh" python || true
+  fi
   echo "creating virtualenv at $VENV" >&2
   if ! "$PYTHON" -m venv "$VENV" >&2; then
     echo "cannot create a virtualenv with $PYTHON (is python3-venv installed?)" >&2

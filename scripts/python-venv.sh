@@ -33,6 +33,10 @@ if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; t
 fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then
+  # Debian's python3 makes no venv without its python3-venv package (ensurepip).
+  if ! command -v "$PYTHON" >/dev/null || ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+    "$ROOT/scripts/system-deps.sh" python
+  fi
   echo "creating virtualenv at $VENV" >&2
   mkdir -p "$(dirname "$VENV")"
   "$PYTHON" -m venv "$VENV" >&2

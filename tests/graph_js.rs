@@ -3,7 +3,8 @@
 //! its `BatchResponseContent` reads the answer (`tests/js/graph_batch.mjs`).
 //!
 //! The test installs the SDK itself under `target/js` (`scripts/js-deps.sh`, pinned versions,
-//! instant when already there) and skips, saying why, only when npm cannot reach the registry.
+//! instant when already there; Node.js itself from the Debian archive when the machine lacks it)
+//! and skips, saying why, only when npm cannot reach the registry or Node.js cannot be had.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,7 +64,8 @@ async fn spawn() -> SocketAddr {
     addr
 }
 
-/// Runs `scripts/js-deps.sh`; `None` when npm cannot reach the registry (exit status 75).
+/// Runs `scripts/js-deps.sh`; `None` when the JS client cannot be had here (exit status 75:
+/// npm cannot reach the registry, or Node.js is missing and cannot be installed).
 async fn node_modules() -> Option<PathBuf> {
     let out = Command::new("bash")
         .arg(root().join("scripts/js-deps.sh"))
@@ -75,7 +77,9 @@ async fn node_modules() -> Option<PathBuf> {
     match out.status.code() {
         Some(0) => {}
         Some(75) => {
-            eprintln!("SKIPPED graph JS interop: npm cannot reach the registry:\n{stderr}");
+            eprintln!(
+                "SKIPPED graph JS interop, the JS client cannot be installed here:\n{stderr}"
+            );
             return None;
         }
         _ => panic!("scripts/js-deps.sh failed ({}):\n{stderr}", out.status),
