@@ -11,8 +11,6 @@
 //! E2E_PROFILE=batch E2E_ITERS=20 valgrind --tool=callgrind target/release/deps/end_to_end-<hash>
 //! ```
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
@@ -23,6 +21,8 @@ use http_batch::format::multipart::write_request;
 use http_batch::{BatchLayer, Execution};
 use http_body_util::BodyExt;
 use tower::{Layer, ServiceExt};
+
+mod support;
 
 const BOUNDARY: &str = "batch_0123456789abcdef0123456789abcdef";
 const ITEMS: usize = 1000;
@@ -190,17 +190,9 @@ fn end_to_end(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args()
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = support::config();
     targets = end_to_end
 }
 
@@ -215,13 +207,14 @@ fn main() {
     println!("\nper item:");
     for group in ["e2e_current_thread", "e2e_multi_thread"] {
         for function in ["batch_polled", "batch_layer", "batch_spawned", "direct"] {
-            if let Some(ns) = mean_ns(group, function, ITEMS) {
+            if let Some(ns) = support::mean_ns(group, function, ITEMS) {
                 println!("  {group}/{function}: {:>8.1} ns/item", ns / ITEMS as f64);
             }
         }
     }
-    let ratio =
-        |group: &str, a: &str, b: &str| Some(mean_ns(group, a, ITEMS)? / mean_ns(group, b, ITEMS)?);
+    let ratio = |group: &str, a: &str, b: &str| {
+        Some(support::mean_ns(group, a, ITEMS)? / support::mean_ns(group, b, ITEMS)?)
+    };
     if let Some(r) = ratio("e2e_current_thread", "batch_polled", "direct") {
         println!("  ratio batch / direct (current thread): {r:.2}");
     }
@@ -278,26 +271,4 @@ fn profile(mode: &str) {
         }
     });
     println!("{mode}: {iters} rounds of {ITEMS} calls, {bytes} response bytes");
-}
-
-/// The time per iteration of the last run of a bench, in nanoseconds, read from criterion's output directory.
-fn mean_ns(group: &str, function: &str, param: usize) -> Option<f64> {
-    let root = std::env::var_os("CRITERION_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(|d| std::path::PathBuf::from(d).join("criterion"))
-        })
-        .unwrap_or_else(|| std::path::PathBuf::from("target/criterion"));
-    let path = root
-        .join(group)
-        .join(function)
-        .join(param.to_string())
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    // Criterion reports the slope when it has one (linear sampling), else the mean.
-    v["slope"]["point_estimate"]
-        .as_f64()
-        .or_else(|| v["mean"]["point_estimate"].as_f64())
 }

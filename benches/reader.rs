@@ -6,7 +6,6 @@
 //! 1000-item envelope that many times, for callgrind.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
@@ -14,6 +13,8 @@ use http::Request;
 use http_batch::format::multipart::{split_parts, write_request, Multipart};
 use http_batch::format::{DecodeContext, Format};
 use http_batch::{BatchStore, Limits};
+
+mod support;
 
 const BOUNDARY: &str = "batch_0123456789abcdef0123456789abcdef";
 
@@ -94,17 +95,9 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args()
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = support::config();
     targets = decode
 }
 
@@ -148,37 +141,7 @@ fn summary(groups: &[&str]) {
     println!("\nper item:");
     for group in groups {
         for (label, n, body_len) in CASES {
-            let Some(ns) = mean_ns(group, label, n) else {
-                continue;
-            };
-            let bytes = envelope(n, body_len).len() as f64;
-            println!(
-                "  {group}/{label}/{n}: {:>9.1} ns/item  {:>8.1} MiB/s",
-                ns / n as f64,
-                bytes / (ns / 1e9) / (1024.0 * 1024.0)
-            );
+            support::print_per_item(group, label, n, || envelope(n, body_len).len());
         }
     }
-}
-
-/// The time per iteration of the last run of a bench, in nanoseconds, read from criterion's output directory.
-fn mean_ns(group: &str, function: &str, param: usize) -> Option<f64> {
-    let root = std::env::var_os("CRITERION_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(|d| std::path::PathBuf::from(d).join("criterion"))
-        })
-        .unwrap_or_else(|| std::path::PathBuf::from("target/criterion"));
-    let path = root
-        .join(group)
-        .join(function)
-        .join(param.to_string())
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    // Criterion reports the slope when it has one (linear sampling), else the mean.
-    v["slope"]["point_estimate"]
-        .as_f64()
-        .or_else(|| v["mean"]["point_estimate"].as_f64())
 }
