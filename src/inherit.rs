@@ -194,7 +194,8 @@ impl Seen {
                 seen.hop_by_hop = true;
             } else if name.as_str() == "sec-websocket-key" {
                 seen.upgrade = true;
-            } else if name == header::CONNECTION || is_hop_by_hop(name, &[]) {
+            } else if is_hop_by_hop(name, &[]) {
+                // `Connection` among them: the names it lists are found when they are removed.
                 seen.hop_by_hop = true;
             }
         }
