@@ -1,8 +1,11 @@
-//! Running the items of one batch: bounded concurrency, a bounded reorder window, dependencies,
-//! per-item and whole-batch timeouts, and panic isolation.
+//! Running the items of one batch: bounded concurrency, a bounded reorder window, dependencies
+//! and the whole-batch timeout. What happens to one item (its call, its answer's size limit, its
+//! own timeout, panic isolation) is [`RunItem`]'s, in `run.rs`.
 //!
-//! The scheduler is polled by the batch response body. Items are futures it owns (or spawned
-//! tasks it owns the handles of), so dropping the body drops every item still running.
+//! The scheduler is polled by the batch response body. Items are futures it owns (or, with
+//! `Execution::Spawned`, groups of them spawned as tasks whose handles it owns), so dropping the
+//! body drops every item still running. A polled item gets its first poll as it starts; one that
+//! answers at once never joins the running set.
 
 use std::collections::VecDeque;
 use std::future::Future;
