@@ -145,38 +145,9 @@ fn next_word<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(word)
 }
 
-/// The index of the first space or tab in `s`, eight bytes at a time.
+/// The index of the first space or tab in `s`.
 fn find_blank(s: &[u8]) -> Option<usize> {
-    if s.len() < 8 {
-        return s.iter().position(|c| *c == b' ' || *c == b'\t');
-    }
-    let mut at = 0;
-    loop {
-        // The last window overlaps the one before when the length is not a multiple of eight;
-        // its bytes already looked at hold no blank, so they cannot be the first flag.
-        let window = at.min(s.len() - 8);
-        let x = u64::from_le_bytes(s[window..window + 8].try_into().expect("eight bytes"));
-        if let Some(i) = blank_in(x) {
-            return Some(window + i);
-        }
-        at = window + 8;
-        if at >= s.len() {
-            return None;
-        }
-    }
-}
-
-/// The index of the first space or tab among the eight bytes of `x` (little-endian order).
-fn blank_in(x: u64) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    // A byte of `x ^ pattern` is zero where `x` has the pattern's byte. The classic zero-byte
-    // test may also flag bytes above a zero byte, never below the first one, so the lowest
-    // flag is exact.
-    let sp = x ^ (ONES * u64::from(b' '));
-    let tab = x ^ (ONES * u64::from(b'\t'));
-    let found = ((sp.wrapping_sub(ONES) & !sp) | (tab.wrapping_sub(ONES) & !tab)) & HIGH;
-    (found != 0).then(|| found.trailing_zeros() as usize / 8)
+    memchr::memchr2(b' ', b'\t', s)
 }
 
 /// `target` is a sub-slice of `src`; the URI shares its bytes.

@@ -188,23 +188,9 @@ fn expected_line(rest: &[u8]) -> Option<usize> {
     }
 }
 
-/// `s.starts_with(text)` for a constant `text` of at least eight bytes, compared eight bytes at
-/// a time (the last word overlapping the one before), so no call to memcmp is made.
+/// Whether `s` starts with the constant `text`.
 fn starts_with<const N: usize>(s: &[u8], text: &[u8; N]) -> bool {
-    assert!(N >= 8, "constant texts are at least a word long");
-    let Some(head) = s.get(..N) else {
-        return false;
-    };
-    let word =
-        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"));
-    let mut diff = 0;
-    let mut at = 0;
-    while at < N {
-        let w = at.min(N - 8);
-        diff |= word(head, w) ^ word(text, w);
-        at = w + 8;
-    }
-    diff == 0
+    s.starts_with(text)
 }
 
 /// A header value: a slice of the part, or an owned copy once a folded line was joined to it.
