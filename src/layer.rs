@@ -32,12 +32,19 @@ pub enum Execution {
     /// Items are futures polled by the batch response body: no task is spawned, and dropping the
     /// response (a client that disconnects) drops every item still running. The default.
     Polled,
-    /// Items are spawned as tokio tasks, so the items of one batch run on all the runtime's
-    /// worker threads. They are spawned in groups, one group per CPU core at the batch's
-    /// concurrency (16 items on a 2-core machine make 2 tasks of 8), because a task per item
-    /// costs more than a quick handler; within a group, items run concurrently. A group's
-    /// answers are handed back when all its items are done. Dropping the response aborts the
-    /// tasks.
+    /// The items of one batch run on every worker thread of a multi-thread tokio runtime. They
+    /// are shared out in blocks: the task that polls the response body runs one block (and
+    /// still decodes and encodes every item), and one task per other worker thread, a *lane*,
+    /// runs the next (up to 64 items each). Each share gets an equal part of the batch's
+    /// concurrency, so `concurrency(n)` still bounds the items running at once. A lane starts
+    /// no item beyond a window past what the response has sent, which bounds the answers held to
+    /// two rounds of blocks (about 200 at most with two workers). Dropping the response aborts
+    /// the lanes. Batches with dependencies, a concurrency below the number of workers, or a
+    /// current-thread runtime run as `Polled`.
+    ///
+    /// For quick handlers on a small machine this is no faster than `Polled` (the hand-overs
+    /// between threads cost about what the second core gains; see docs/performance.md); it
+    /// pays when handlers do real CPU work.
     Spawned,
 }
 

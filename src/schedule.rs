@@ -2,20 +2,27 @@
 //! and the whole-batch timeout. What happens to one item (its call, its answer's size limit, its
 //! own timeout, panic isolation) is [`RunItem`]'s, in `run.rs`.
 //!
-//! The scheduler is polled by the batch response body. Items are futures it owns (or, with
-//! `Execution::Spawned`, groups of them spawned as tasks whose handles it owns), so dropping the
+//! The scheduler is polled by the batch response body. Items are futures it owns, so dropping the
 //! body drops every item still running. A polled item gets its first poll as it starts; one that
 //! answers at once never joins the running set.
+//!
+//! With `Execution::Spawned` (and no dependencies), the items are shared out in blocks: the body's
+//! own task runs some, and one lane per other worker thread runs the rest as a task of its own
+//! (see [`Shares`] and [`Lane`]). The scheduler owns the lanes' handles, so dropping the body
+//! aborts them too. Each share gets an equal part of the batch's concurrency, and no share starts
+//! an item beyond the window past what the body has emitted.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::task::AtomicWaker;
 use http::{Request, Response, StatusCode};
 use tower::Service;
 
@@ -38,6 +45,9 @@ pub(crate) trait Launch: Send {
         span: tracing::Span,
         id: Option<Arc<str>>,
     ) -> Indexed;
+
+    /// Runs `blocks` as a task of its own (`Execution::Spawned`).
+    fn spawn_lane(&self, items: Vec<Waiting>, concurrency: usize, window: usize) -> Lane;
 }
 
 /// The launcher over a concrete inner service.
@@ -113,60 +123,206 @@ where
             )),
         }
     }
+
+    fn spawn_lane(&self, items: Vec<Waiting>, concurrency: usize, window: usize) -> Lane {
+        let (tx, answers) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Arc::new(LaneShared {
+            emitted: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        });
+        let launcher: Box<dyn Launch> = Box::new(self.fork());
+        let run = run_lane(launcher, items, concurrency, window, shared.clone(), tx);
+        Lane {
+            answers,
+            shared,
+            _task: AbortOnDrop(tokio::spawn(run)),
+        }
+    }
 }
 
-/// Items run together as one task of their own (`Execution::Spawned`); its future gives their
-/// answers once all are done.
-type Group = Pin<Box<dyn Future<Output = Vec<(usize, Response<Bytes>)>> + Send>>;
+/// An item waiting to run, as handed to a lane: its index, request, span and id.
+pub(crate) type Waiting = (usize, Request<Bytes>, tracing::Span, Option<Arc<str>>);
 
-/// Spawns a group of items as one task; the returned future waits for it, and aborts it if the
-/// batch is dropped first.
+/// Answers a lane hands back together, in no particular order.
+type Answers = Vec<(usize, Response<Bytes>)>;
+
+/// A share of a batch's items running as a task of its own (`Execution::Spawned`).
 ///
-/// Items are spawned in groups, not one task each: for handlers that answer quickly, a task and
-/// its cross-thread wake-up per item cost more than the item, while a few groups still spread a
-/// batch over every worker thread.
-fn spawn_group(items: Vec<(usize, Indexed)>) -> Group {
-    let indexes: Vec<usize> = items.iter().map(|(i, _)| *i).collect();
-    let task = async move {
-        let n = items.len();
-        let mut running: FuturesUnordered<Indexed> = items.into_iter().map(|(_, f)| f).collect();
-        let mut answers = Vec::with_capacity(n);
-        while let Some(answer) = running.next().await {
-            answers.push(answer);
-        }
-        answers
-    };
-    let mut handle = AbortOnDrop(tokio::spawn(task));
-    Box::pin(async move {
-        match (&mut handle.0).await {
-            Ok(answers) => answers,
-            // Items catch their own panics, so this is the runtime shutting down.
-            Err(_) => indexes
-                .into_iter()
-                .map(|i| {
-                    let res =
-                        error_response(StatusCode::INTERNAL_SERVER_ERROR, "the item's task failed");
-                    (i, res)
-                })
-                .collect(),
-        }
-    })
+/// The lane hands back what it has answered whenever it would otherwise wait (and every
+/// `FLUSH` answers), so the batch's task wakes once per handful of items rather than once per
+/// item, and an answer never waits in the lane for a slower sibling. The batch takes every
+/// answer as it arrives; a lane starts an item only within the batch's window of what has been
+/// emitted, so with a slow reader answers do not pile up.
+pub(crate) struct Lane {
+    answers: tokio::sync::mpsc::UnboundedReceiver<Answers>,
+    shared: Arc<LaneShared>,
+    // Held for its `Drop`: a lane outlives neither its batch nor a passed deadline.
+    _task: AbortOnDrop,
 }
 
-/// How many items one spawned group holds: enough groups to keep every core busy at the
-/// batch's concurrency, and no more.
-fn group_size(concurrency: usize) -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    concurrency.div_ceil(cores).max(1)
+/// What a lane and its batch share: how far the batch has emitted, and the lane's waker for
+/// when it waits on that.
+struct LaneShared {
+    emitted: AtomicUsize,
+    parked: AtomicBool,
+    waker: AtomicWaker,
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<Vec<(usize, Response<Bytes>)>>);
+impl Lane {
+    /// The batch emitted every item before `next`: a lane waiting for room may go on.
+    fn emitted(&self, next: usize) {
+        self.shared.emitted.store(next, Ordering::SeqCst);
+        if self.shared.parked.swap(false, Ordering::SeqCst) {
+            self.shared.waker.wake();
+        }
+    }
+}
+
+/// A lane hands back its answers at least this often.
+const FLUSH: usize = 32;
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+impl<S, ReqBody> Launcher<S, ReqBody>
+where
+    S: Clone,
+{
+    fn fork(&self) -> Self {
+        Launcher {
+            service: self.service.clone(),
+            context: self.context.clone(),
+            outer: self.outer.clone(),
+            config: self.config.clone(),
+            item_timeout: self.item_timeout,
+            max_response_bytes: self.max_response_bytes,
+            nest: self.nest.clone(),
+            _body: std::marker::PhantomData,
+        }
+    }
+}
+
+/// Runs `items` in order on a launcher of the lane's own, at most `concurrency` at once and
+/// none beyond `window` past what the batch has emitted.
+async fn run_lane(
+    mut launcher: Box<dyn Launch>,
+    items: Vec<Waiting>,
+    concurrency: usize,
+    window: usize,
+    shared: Arc<LaneShared>,
+    tx: tokio::sync::mpsc::UnboundedSender<Answers>,
+) {
+    let mut waiting = items.into_iter().peekable();
+    let mut running: FuturesUnordered<Indexed> = FuturesUnordered::new();
+    let mut answers: Answers = Vec::new();
+    let in_window = |i: usize| i < shared.emitted.load(Ordering::SeqCst).saturating_add(window);
+    std::future::poll_fn(|cx| loop {
+        let mut blocked = false;
+        while running.len() < concurrency {
+            let Some((i, ..)) = waiting.peek() else { break };
+            if !in_window(*i) {
+                blocked = true;
+                break;
+            }
+            let Some((i, req, span, id)) = waiting.next() else {
+                break;
+            };
+            // As in the batch's own task: an item that answers on its first poll never joins
+            // the running set.
+            let mut fut = launcher.launch(i, req, span, id);
+            match fut.as_mut().poll(cx) {
+                Poll::Ready(answer) => answers.push(answer),
+                Poll::Pending => running.push(fut),
+            }
+        }
+        let progressed = match running.poll_next_unpin(cx) {
+            Poll::Ready(Some(answer)) => {
+                answers.push(answer);
+                true
+            }
+            Poll::Ready(None) | Poll::Pending => false,
+        };
+        if progressed && answers.len() < FLUSH {
+            continue;
+        }
+        // About to wait, or holding `FLUSH` answers: hand them over.
+        if !answers.is_empty() && tx.send(std::mem::take(&mut answers)).is_err() {
+            // The batch is gone.
+            return Poll::Ready(());
+        }
+        if progressed {
+            continue;
+        }
+        if running.is_empty() && waiting.peek().is_none() {
+            return Poll::Ready(());
+        }
+        if blocked {
+            shared.waker.register(cx.waker());
+            shared.parked.store(true, Ordering::SeqCst);
+            // The batch may have moved on between the check above and the registration.
+            if waiting.peek().is_some_and(|(i, ..)| in_window(*i)) {
+                continue;
+            }
+        }
+        return Poll::Pending;
+    })
+    .await;
+}
+
+/// How the items of an `Execution::Spawned` batch are shared out: in rounds, each a block of
+/// `local` items that the batch's own task runs, then a block of `block` items for each lane.
+/// The batch's task also decodes and encodes every item, so its block is the smaller one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shares {
+    lanes: usize,
+    local: usize,
+    block: usize,
+}
+
+/// The most items in one lane block: large enough that a hand-over between threads is paid for,
+/// small enough to bound the answers a lane holds.
+const MAX_BLOCK: usize = 64;
+
+impl Shares {
+    /// `None` when the batch should not be shared out: one worker thread, or a concurrency too
+    /// low to give every share an item at a time.
+    fn new(items: usize, workers: usize, concurrency: usize) -> Option<Shares> {
+        if workers < 2 || concurrency < workers || items < 2 {
+            return None;
+        }
+        let lanes = workers - 1;
+        // One round should hold a small batch: local + lanes * block >= items, local = block/2.
+        let block = (2 * items).div_ceil(2 * lanes + 1).clamp(1, MAX_BLOCK);
+        Some(Shares {
+            lanes,
+            local: block.div_ceil(2),
+            block,
+        })
+    }
+
+    /// Which lane runs item `i`: `None` for the batch's own task.
+    fn lane_of(&self, i: usize) -> Option<usize> {
+        let round = self.local + self.lanes * self.block;
+        let at = i % round;
+        (at >= self.local).then(|| (at - self.local) / self.block)
+    }
+
+    /// The items the batch's own task may run ahead of the next answer it emits: its next
+    /// block, while the lanes work on theirs.
+    fn window(&self) -> usize {
+        2 * (self.local + self.lanes * self.block)
+    }
+}
+
+/// The number of worker threads of the runtime the batch runs on (1 outside a runtime).
+fn workers() -> usize {
+    tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers())
 }
 
 /// One item as the scheduler sees it. The batch hands items over as `Waiting` (a request to run)
@@ -196,11 +352,10 @@ pub(crate) struct Scheduler {
     ready: VecDeque<usize>,
     graph: Option<Graph>,
     running: FuturesUnordered<Indexed>,
-    /// `Execution::Spawned`: groups of items running as tasks, how many items they hold, and
-    /// how many items make a group. `group_size` is 0 for `Execution::Polled`.
-    groups: FuturesUnordered<Group>,
-    grouped: usize,
-    group_size: usize,
+    /// `Execution::Spawned`: how the items are shared out, and the lanes running the shares
+    /// that are not this task's. `None` and empty for `Execution::Polled`.
+    shares: Option<Shares>,
+    lanes: Vec<Lane>,
     next_emit: usize,
     concurrency: usize,
     /// Launched but not yet emitted items may not exceed this, bounding buffered answers.
@@ -225,10 +380,15 @@ impl Scheduler {
                 .collect(),
             None => Vec::new(),
         };
-        let window = if graph.is_some() {
-            n.max(1)
-        } else {
-            concurrency.saturating_mul(2)
+        // Items with dependencies wait on each other's answers, so they are not shared out.
+        let shares = match (execution, &graph) {
+            (Execution::Spawned, None) => Shares::new(n, workers(), concurrency),
+            _ => None,
+        };
+        let window = match (&graph, &shares) {
+            (Some(_), _) => n.max(1),
+            (None, Some(shares)) => shares.window().max(concurrency.saturating_mul(2)),
+            (None, None) => concurrency.saturating_mul(2),
         };
         let mut s = Scheduler {
             launcher,
@@ -236,14 +396,14 @@ impl Scheduler {
             ready: VecDeque::new(),
             graph,
             running: FuturesUnordered::new(),
-            groups: FuturesUnordered::new(),
-            grouped: 0,
-            group_size: match execution {
-                Execution::Polled => 0,
-                Execution::Spawned => group_size(concurrency),
-            },
+            shares,
+            lanes: Vec::new(),
             next_emit: 0,
-            concurrency,
+            // Each share gets an equal part of the batch's concurrency.
+            concurrency: match &shares {
+                Some(shares) => concurrency / (shares.lanes + 1),
+                None => concurrency,
+            },
             window,
             deadline: batch_timeout.map(|d| (Box::pin(tokio::time::sleep(d)), d)),
         };
@@ -261,7 +421,42 @@ impl Scheduler {
         for i in answered {
             s.propagate(i);
         }
+        if let Some(shares) = s.shares {
+            s.start_lanes(shares);
+        }
         s
+    }
+
+    /// Hands the lanes' items to their tasks; the ready queue keeps this task's own.
+    fn start_lanes(&mut self, shares: Shares) {
+        let mut items: Vec<Vec<Waiting>> = (0..shares.lanes).map(|_| Vec::new()).collect();
+        let mut own = VecDeque::with_capacity(self.ready.len());
+        for i in std::mem::take(&mut self.ready) {
+            let Some(lane) = shares.lane_of(i) else {
+                own.push_back(i);
+                continue;
+            };
+            let Slot::Waiting(req, span, id) = std::mem::replace(&mut self.slots[i], Slot::Running)
+            else {
+                continue;
+            };
+            items[lane].push((i, req, span, id));
+        }
+        self.ready = own;
+        self.lanes = items
+            .into_iter()
+            .map(|items| {
+                self.launcher
+                    .spawn_lane(items, self.concurrency, self.window)
+            })
+            .collect();
+        if !self.lanes.is_empty() {
+            // tokio runs a task spawned from a worker thread on that same thread once the
+            // spawning task lets go of it, and no other worker may take it meanwhile: the lane
+            // would wait for this task. The next spawn moves it to the queue other workers take
+            // from (and wakes one); the empty task left in its place costs next to nothing.
+            drop(tokio::spawn(async {}));
+        }
     }
 
     /// After item `i` is answered: release or fail its dependents.
@@ -298,8 +493,7 @@ impl Scheduler {
     /// Starts ready items while there is room; says whether any of them answered at once.
     fn launch_ready(&mut self, cx: &mut Context<'_>) -> bool {
         let mut answered = false;
-        let mut group = Vec::new();
-        while self.running.len() + self.grouped + group.len() < self.concurrency {
+        while self.running.len() < self.concurrency {
             let Some(&i) = self.ready.front() else { break };
             if i >= self.next_emit + self.window {
                 break;
@@ -310,43 +504,71 @@ impl Scheduler {
                 continue;
             };
             let mut fut = self.launcher.launch(i, req, span, id);
-            if self.group_size == 0 {
-                // Many items answer on their first poll (a quick handler, a refused item): they
-                // never need a place among the running futures. The others join them, where
-                // they are polled again with a waker of their own.
-                match fut.as_mut().poll(cx) {
-                    Poll::Ready((j, res)) => {
-                        self.slots[j] = Slot::Done(res);
-                        self.propagate(j);
-                        answered = true;
-                        // The answer the body waits for: hand it over before starting more, so
-                        // quick items do not fill the whole window with buffered answers.
-                        if j == self.next_emit {
-                            break;
-                        }
+            // Many items answer on their first poll (a quick handler, a refused item): they never
+            // need a place among the running futures. The others join them, where they are
+            // polled again with a waker of their own.
+            match fut.as_mut().poll(cx) {
+                Poll::Ready((j, res)) => {
+                    self.slots[j] = Slot::Done(res);
+                    self.propagate(j);
+                    answered = true;
+                    // The answer the body waits for: hand it over before starting more, so quick
+                    // items do not fill the whole window with buffered answers.
+                    if j == self.next_emit {
+                        break;
                     }
-                    Poll::Pending => self.running.push(fut),
                 }
-                continue;
+                Poll::Pending => self.running.push(fut),
             }
-            group.push((i, fut));
-            if group.len() == self.group_size {
-                self.grouped += group.len();
-                self.groups.push(spawn_group(std::mem::take(&mut group)));
-            }
-        }
-        if !group.is_empty() {
-            self.grouped += group.len();
-            self.groups.push(spawn_group(group));
         }
         answered
+    }
+
+    /// Takes in every answer the lane that runs item `i` has handed back, if `i` runs in a lane
+    /// and is not answered yet. `Some(false)`: it is not answered yet.
+    fn poll_lane(&mut self, i: usize, cx: &mut Context<'_>) -> Option<bool> {
+        let lane = self.shares?.lane_of(i)?;
+        if !matches!(self.slots[i], Slot::Running) {
+            return None;
+        }
+        loop {
+            match self.lanes[lane].answers.poll_recv(cx) {
+                Poll::Ready(Some(answers)) => {
+                    for (j, res) in answers {
+                        self.slots[j] = Slot::Done(res);
+                    }
+                }
+                Poll::Ready(None) => {
+                    // The lane ended without this answer: its task was cancelled (the runtime is
+                    // shutting down).
+                    let shares = self.shares?;
+                    for (j, slot) in self.slots.iter_mut().enumerate() {
+                        if matches!(slot, Slot::Running) && shares.lane_of(j) == Some(lane) {
+                            *slot = Slot::Done(error_response(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "the item's task failed",
+                            ));
+                        }
+                    }
+                    return Some(true);
+                }
+                Poll::Pending => return Some(matches!(self.slots[i], Slot::Done(_))),
+            }
+        }
     }
 
     /// Answers every unfinished item with `504` (the whole-batch deadline passed).
     fn expire(&mut self, d: Duration) {
         self.running = FuturesUnordered::new();
-        self.groups = FuturesUnordered::new();
-        self.grouped = 0;
+        // What the lanes answered in time still counts; dropping a lane then aborts its task.
+        for lane in std::mem::take(&mut self.lanes) {
+            let mut answers = lane.answers;
+            while let Ok(answered) = answers.try_recv() {
+                for (j, res) in answered {
+                    self.slots[j] = Slot::Done(res);
+                }
+            }
+        }
         self.ready.clear();
         for slot in &mut self.slots {
             if matches!(slot, Slot::Waiting(..) | Slot::Running) {
@@ -376,6 +598,9 @@ impl Scheduler {
                     unreachable!("checked above")
                 };
                 self.next_emit += 1;
+                for lane in &self.lanes {
+                    lane.emitted(self.next_emit);
+                }
                 return Poll::Ready(Some((i, res)));
             }
             if let Some((sleep, d)) = &mut self.deadline {
@@ -392,20 +617,11 @@ impl Scheduler {
                 self.propagate(j);
                 answered = true;
             }
-            if !self.groups.is_empty() {
-                if let Poll::Ready(Some(answers)) = self.groups.poll_next_unpin(cx) {
-                    self.grouped -= answers.len();
-                    for (j, res) in answers {
-                        self.slots[j] = Slot::Done(res);
-                        self.propagate(j);
-                    }
-                    answered = true;
-                }
-            }
-            if answered {
+            let lane = self.poll_lane(i, cx);
+            if answered || lane == Some(true) {
                 continue;
             }
-            if !self.running.is_empty() || !self.groups.is_empty() {
+            if !self.running.is_empty() || lane == Some(false) {
                 return Poll::Pending;
             }
             // Nothing runs and the next item is not done: it waits on something that can never

@@ -1754,6 +1754,91 @@ async fn spawned_items_run_on_every_worker() {
     }
 }
 
+/// `Execution::Spawned` shares a batch out in blocks between the body's task and lanes of their
+/// own: every item still answers once, in request order, whichever share ran it, and with
+/// handlers that finish out of order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_batch_answers_every_item_in_order_across_shares() {
+    let (addr, probe) = start(BatchLayer::new().execution(Execution::Spawned)).await;
+    // 300 items make several rounds of blocks; the delays make later items finish first.
+    let parts: Vec<String> = (0..300)
+        .map(|i| match i % 3 {
+            0 => get_part(&format!("i{i}"), &format!("/slow?ms={}", (i * 7) % 11)),
+            _ => get_part(&format!("i{i}"), &format!("/echo?n={i}")),
+        })
+        .collect();
+    let answers = parts_of(&post_batch(addr, &[], envelope(&parts)).await);
+    assert_eq!(answers.len(), 300);
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(answer.status, 200, "item {i}");
+        let id = format!("<response-i{i}>");
+        assert_eq!(answer.content_id(), Some(id.as_str()));
+        if i % 3 != 0 {
+            assert_eq!(answer.json()["query"], format!("n={i}"), "item {i}");
+        }
+    }
+    assert_eq!(probe.calls(), 300);
+}
+
+/// The batch's concurrency bounds the items running at once over all shares together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_batch_keeps_to_its_concurrency() {
+    let (addr, probe) = start(
+        BatchLayer::new()
+            .concurrency(4)
+            .execution(Execution::Spawned),
+    )
+    .await;
+    let parts: Vec<String> = (0..64)
+        .map(|i| get_part(&i.to_string(), "/slow?ms=5"))
+        .collect();
+    let answers = parts_of(&post_batch(addr, &[], envelope(&parts)).await);
+    assert_eq!(statuses(&answers), vec![200; 64]);
+    let max = probe.max_in_flight.load(Ordering::SeqCst);
+    assert!(
+        max <= 4,
+        "{max} items ran at once, over the concurrency of 4"
+    );
+    assert!(
+        max >= 2,
+        "the shares never overlapped ({max} at most at once)"
+    );
+}
+
+/// A passed batch deadline answers 504 for unfinished items in every share, and stops the lanes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_batch_deadline_answers_unfinished_items_in_every_share() {
+    let (addr, probe) = start(
+        BatchLayer::new()
+            .execution(Execution::Spawned)
+            .batch_timeout(Duration::from_millis(500)),
+    )
+    .await;
+    // 40 items: the first share runs the first ones, a lane the later ones. One slow item in
+    // each.
+    let parts: Vec<String> = (0..40)
+        .map(|i| match i {
+            3 | 35 => get_part(&i.to_string(), "/cancel"),
+            _ => get_part(&i.to_string(), "/echo"),
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let answers = parts_of(&post_batch(addr, &[], envelope(&parts)).await);
+    let mut expected = vec![200; 40];
+    expected[3] = 504;
+    expected[35] = 504;
+    assert_eq!(statuses(&answers), expected);
+    assert!(answers[35].message().contains("deadline"));
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "the batch waited for its slow items"
+    );
+    // The cancelled items never complete, in the lane either.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(probe.started.load(Ordering::SeqCst), 2);
+    assert_eq!(probe.completed.load(Ordering::SeqCst), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 9. Duplicate Content-IDs
 // ---------------------------------------------------------------------------------------------
