@@ -9,9 +9,14 @@
 //! - (c) N concurrent streams on one HTTP/2 connection;
 //! - (d) one multipart batch of N items over one HTTP/1.1 connection.
 //!
-//! Options: `--n 100` (calls per group), `--secs 5` (time per way), `--concurrency 16` (the batch
-//! layer's), `--spawned` (items run as tasks of their own, `Execution::Spawned`). Server and client share the machine, so the figures are for comparing the ways with
-//! each other, not absolute capacity.
+//! Options: `--n 100` (calls per group), `--secs 6` (time per way), `--rounds 3`, `--concurrency
+//! 16` (the batch layer's), `--spawned` (`Execution::Spawned`). Server and client share the
+//! machine, so the figures are for comparing the ways with each other, not absolute capacity.
+//!
+//! Each way's time is split into rounds, and the rounds are interleaved (a b c d, a b c d, ...):
+//! on a shared machine the load from outside changes within seconds, and interleaving spreads
+//! it over every way. Besides the totals, the program prints each round's ratios and their
+//! median, which a burst of outside load moves least.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -34,6 +39,7 @@ const HTTP1_CONNECTIONS: usize = 8;
 struct Options {
     n: usize,
     secs: u64,
+    rounds: usize,
     concurrency: usize,
     execution: Execution,
 }
@@ -41,7 +47,8 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         n: 100,
-        secs: 5,
+        secs: 6,
+        rounds: 3,
         concurrency: 16,
         execution: Execution::Polled,
     };
@@ -58,11 +65,15 @@ fn options() -> Options {
         match flag.as_str() {
             "--n" => o.n = parsed,
             "--secs" => o.secs = parsed as u64,
+            "--rounds" => o.rounds = parsed,
             "--concurrency" => o.concurrency = parsed,
-            other => panic!("unknown option {other}; use --n, --secs, --concurrency or --spawned"),
+            other => panic!(
+                "unknown option {other}; use --n, --secs, --rounds, --concurrency or --spawned"
+            ),
         }
     }
     assert!(o.n > 0, "--n must be at least 1");
+    assert!(o.rounds > 0, "--rounds must be at least 1");
     o
 }
 
@@ -236,38 +247,65 @@ impl Way for Batched {
     }
 }
 
-/// The figures of one way.
+/// The figures of one way, over all its rounds.
 struct Outcome {
     name: &'static str,
-    calls_per_sec: f64,
-    median: Duration,
-    p99: Duration,
-    groups: usize,
+    /// Every group's latency.
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    /// Calls per second in each round.
+    per_round: Vec<f64>,
 }
 
-async fn measure<W: Way>(name: &'static str, way: &mut W, n: usize, secs: u64) -> Outcome {
+impl Outcome {
+    fn new(name: &'static str) -> Self {
+        Outcome {
+            name,
+            latencies: Vec::new(),
+            elapsed: Duration::ZERO,
+            per_round: Vec::new(),
+        }
+    }
+
+    fn calls_per_sec(&self, n: usize) -> f64 {
+        (self.latencies.len() * n) as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn at(&self, q: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+    }
+}
+
+/// One round of a way: groups of `n` calls, one after another, for `time`.
+async fn measure<W: Way>(out: &mut Outcome, way: &mut W, n: usize, time: Duration) {
     // A short warm-up, so connection set-up and first allocations are not counted.
     let warm = Instant::now();
-    while warm.elapsed() < Duration::from_millis(300) {
+    while warm.elapsed() < Duration::from_millis(100) {
         way.round(n).await;
     }
-    let mut latencies = Vec::new();
     let start = Instant::now();
-    let budget = Duration::from_secs(secs);
-    while start.elapsed() < budget {
+    let mut groups = 0;
+    while start.elapsed() < time {
         let t = Instant::now();
         way.round(n).await;
-        latencies.push(t.elapsed());
+        out.latencies.push(t.elapsed());
+        groups += 1;
     }
     let elapsed = start.elapsed();
-    latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
-    Outcome {
-        name,
-        calls_per_sec: (latencies.len() * n) as f64 / elapsed.as_secs_f64(),
-        median: at(0.5),
-        p99: at(0.99),
-        groups: latencies.len(),
+    out.elapsed += elapsed;
+    out.per_round
+        .push((groups * n) as f64 / elapsed.as_secs_f64());
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 0 {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
     }
 }
 
@@ -288,8 +326,9 @@ async fn run(o: Options) {
     let addr = serve(o.concurrency, o.execution).await;
     let n = o.n;
     println!(
-        "loadcompare: {n} calls per group, {} s per way, batch concurrency {}, {:?} execution, {} cores",
+        "loadcompare: {n} calls per group, {} s per way in {} interleaved rounds, batch concurrency {}, {:?} execution, {} cores",
         o.secs,
+        o.rounds,
         o.concurrency,
         o.execution,
         std::thread::available_parallelism().map_or(0, |p| p.get())
@@ -315,43 +354,47 @@ async fn run(o: Options) {
         bodies: Default::default(),
     };
 
-    let results = [
-        measure("a: sequential, 1 HTTP/1.1 connection", &mut a, n, o.secs).await,
-        measure("b: concurrent, 8 HTTP/1.1 connections", &mut b, n, o.secs).await,
-        measure(
-            "c: concurrent streams, 1 HTTP/2 connection",
-            &mut c,
-            n,
-            o.secs,
-        )
-        .await,
-        measure(
-            "d: one multipart batch, 1 HTTP/1.1 connection",
-            &mut d,
-            n,
-            o.secs,
-        )
-        .await,
+    let mut results = [
+        Outcome::new("a: sequential, 1 HTTP/1.1 connection"),
+        Outcome::new("b: concurrent, 8 HTTP/1.1 connections"),
+        Outcome::new("c: concurrent streams, 1 HTTP/2 connection"),
+        Outcome::new("d: one multipart batch, 1 HTTP/1.1 connection"),
     ];
+    let time = Duration::from_secs_f64(o.secs as f64 / o.rounds as f64);
+    for _ in 0..o.rounds {
+        measure(&mut results[0], &mut a, n, time).await;
+        measure(&mut results[1], &mut b, n, time).await;
+        measure(&mut results[2], &mut c, n, time).await;
+        measure(&mut results[3], &mut d, n, time).await;
+    }
     for r in &results {
         println!(
             "{:<48} {:>10.0} calls/s   group median {:>8.3} ms   p99 {:>8.3} ms   ({} groups)",
             r.name,
-            r.calls_per_sec,
-            ms(r.median),
-            ms(r.p99),
-            r.groups
+            r.calls_per_sec(n),
+            ms(r.at(0.5)),
+            ms(r.at(0.99)),
+            r.latencies.len()
         );
     }
     let batch = &results[3];
     println!();
     for (label, other) in ["a", "b", "c"].iter().zip(&results[..3]) {
+        let rounds: Vec<f64> = batch
+            .per_round
+            .iter()
+            .zip(&other.per_round)
+            .map(|(d, x)| d / x)
+            .collect();
+        let shown: Vec<String> = rounds.iter().map(|r| format!("{r:.2}")).collect();
         println!(
-            "d / {label}: calls/s x{:.2}; p99 {:.3} ms vs {:.3} ms ({})",
-            batch.calls_per_sec / other.calls_per_sec,
-            ms(batch.p99),
-            ms(other.p99),
-            if batch.p99 < other.p99 {
+            "d / {label}: calls/s x{:.2} overall, x{:.2} median of rounds [{}]; p99 {:.3} ms vs {:.3} ms ({})",
+            batch.calls_per_sec(n) / other.calls_per_sec(n),
+            median(rounds),
+            shown.join(", "),
+            ms(batch.at(0.99)),
+            ms(other.at(0.99)),
+            if batch.at(0.99) < other.at(0.99) {
                 "batch lower"
             } else {
                 "batch not lower"
@@ -365,10 +408,10 @@ async fn run(o: Options) {
         println!(
             "| {} | {:.0} | {:.3} | {:.3} | {:.2} |",
             r.name,
-            r.calls_per_sec,
-            ms(r.median),
-            ms(r.p99),
-            batch.calls_per_sec / r.calls_per_sec
+            r.calls_per_sec(n),
+            ms(r.at(0.5)),
+            ms(r.at(0.99)),
+            batch.calls_per_sec(n) / r.calls_per_sec(n)
         );
     }
 }
