@@ -490,8 +490,10 @@ impl Scheduler {
         }
     }
 
-    /// Starts ready items while there is room; says whether any of them answered at once.
-    fn launch_ready(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Starts ready items while there is room; says whether any of them answered at once, and
+    /// gives back the answer the body waits for if it came at once (without dependencies to tell,
+    /// it need not pass through its slot).
+    fn launch_ready(&mut self, cx: &mut Context<'_>) -> (bool, Option<Response<Bytes>>) {
         let mut answered = false;
         while self.running.len() < self.concurrency {
             let Some(&i) = self.ready.front() else { break };
@@ -509,11 +511,14 @@ impl Scheduler {
             // polled again with a waker of their own.
             match fut.as_mut().poll(cx) {
                 Poll::Ready((j, res)) => {
+                    // The answer the body waits for: hand it over before starting more, so quick
+                    // items do not fill the whole window with buffered answers.
+                    if j == self.next_emit && self.graph.is_none() {
+                        return (true, Some(res));
+                    }
                     self.slots[j] = Slot::Done(res);
                     self.propagate(j);
                     answered = true;
-                    // The answer the body waits for: hand it over before starting more, so quick
-                    // items do not fill the whole window with buffered answers.
                     if j == self.next_emit {
                         break;
                     }
@@ -521,7 +526,7 @@ impl Scheduler {
                 Poll::Pending => self.running.push(fut),
             }
         }
-        answered
+        (answered, None)
     }
 
     /// Takes in every answer the lane that runs item `i` has handed back, if `i` runs in a lane
@@ -583,6 +588,15 @@ impl Scheduler {
         }
     }
 
+    /// Item `i`, the next in order, is answered with `res`: the body may have it.
+    fn emit(&mut self, i: usize, res: Response<Bytes>) -> (usize, Response<Bytes>) {
+        self.next_emit = i + 1;
+        for lane in &self.lanes {
+            lane.emitted(self.next_emit);
+        }
+        (i, res)
+    }
+
     /// The next answer in request order, when it and all before it are done.
     pub(crate) fn poll_next(
         &mut self,
@@ -597,11 +611,7 @@ impl Scheduler {
                 let Slot::Done(res) = std::mem::replace(&mut self.slots[i], Slot::Emitted) else {
                     unreachable!("checked above")
                 };
-                self.next_emit += 1;
-                for lane in &self.lanes {
-                    lane.emitted(self.next_emit);
-                }
-                return Poll::Ready(Some((i, res)));
+                return Poll::Ready(Some(self.emit(i, res)));
             }
             if let Some((sleep, d)) = &mut self.deadline {
                 if sleep.as_mut().poll(cx).is_ready() {
@@ -611,7 +621,11 @@ impl Scheduler {
                     continue;
                 }
             }
-            let mut answered = self.launch_ready(cx);
+            let (mut answered, next) = self.launch_ready(cx);
+            if let Some(res) = next {
+                self.slots[i] = Slot::Emitted;
+                return Poll::Ready(Some(self.emit(i, res)));
+            }
             if let Poll::Ready(Some((j, res))) = self.running.poll_next_unpin(cx) {
                 self.slots[j] = Slot::Done(res);
                 self.propagate(j);
