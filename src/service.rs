@@ -436,7 +436,7 @@ where
     let entries: Vec<Slot> = items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| match item.request {
+        .map(|(index, Item { request, id, .. })| match request {
             // Items are checked and given what they inherit, their `BatchContext` included,
             // when they start (see `Launcher`): a waiting item holds only its parsed request.
             Ok(r) => {
@@ -451,7 +451,7 @@ where
                             parent: &span,
                             "batch_item",
                             index,
-                            id = item.id.as_deref().unwrap_or(""),
+                            id = id.as_deref().unwrap_or(""),
                             method = %r.method(),
                             path = r.uri().path(),
                             request_id = tracing::field::Empty,
@@ -460,7 +460,7 @@ where
                     } else {
                         tracing::Span::none()
                     };
-                Slot::Waiting(r, item_span, item.id)
+                Slot::Waiting(r, item_span, id)
             }
             Err(err) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
