@@ -220,17 +220,19 @@ where
 
 /// Checks ids and dependencies; returns the dependency graph when any item has dependencies.
 pub(crate) fn check_items(items: &[Item]) -> Result<Option<Graph>, BatchError> {
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        if let Some(id) = item.id() {
-            if index.insert(id, i).is_some() {
-                return Err(BatchError::DuplicateId { id: id.to_owned() });
-            }
-        }
+    if let Some(i) = first_duplicate(items) {
+        let id = items[i].id().unwrap_or("");
+        return Err(BatchError::DuplicateId { id: id.to_owned() });
     }
     if items.iter().all(|i| i.depends_on().is_empty()) {
         return Ok(None);
     }
+    // The ids are unique now, so each names one item.
+    let index: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| item.id().map(|id| (id, i)))
+        .collect();
     let n = items.len();
     let mut dependents = vec![Vec::new(); n];
     let mut remaining = vec![0usize; n];
@@ -260,6 +262,41 @@ pub(crate) fn check_items(items: &[Item]) -> Result<Option<Graph>, BatchError> {
         dependents,
         remaining,
     }))
+}
+
+/// The index of the first item whose id an earlier item already has, if any.
+///
+/// Ids are the client's to choose, so they are not hashed with a fixed hash. Ids of up to 15
+/// bytes (the usual `item12`, `1`, ...) are packed into one integer each, bytes first and the
+/// length last, and sorted: O(n log n) whatever they are, with one integer compare a step.
+/// Only when that finds a repeat, or an id is longer, does the general pass below run: a
+/// randomly seeded hash map, which also says which item repeats first.
+fn first_duplicate(items: &[Item]) -> Option<usize> {
+    let mut keys: Vec<u128> = Vec::with_capacity(items.len());
+    let mut packed = true;
+    for id in items.iter().filter_map(Item::id) {
+        let bytes = id.as_bytes();
+        if bytes.len() > 15 {
+            packed = false;
+            break;
+        }
+        let mut buf = [0u8; 16];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        buf[15] = bytes.len() as u8;
+        keys.push(u128::from_be_bytes(buf));
+    }
+    if packed {
+        keys.sort_unstable();
+        if keys.windows(2).all(|w| w[0] != w[1]) {
+            return None;
+        }
+    }
+    let mut seen: HashMap<&str, ()> = HashMap::with_capacity(items.len());
+    items
+        .iter()
+        .enumerate()
+        .find(|(_, item)| item.id().is_some_and(|id| seen.insert(id, ()).is_some()))
+        .map(|(i, _)| i)
 }
 
 /// A cycle in the "depends on" graph, as item indexes with the first repeated at the end.
@@ -399,7 +436,7 @@ where
     let entries: Vec<Slot> = items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| match item.request {
+        .map(|(index, Item { request, id, .. })| match request {
             // Items are checked and given what they inherit, their `BatchContext` included,
             // when they start (see `Launcher`): a waiting item holds only its parsed request.
             Ok(r) => {
@@ -414,7 +451,7 @@ where
                             parent: &span,
                             "batch_item",
                             index,
-                            id = item.id.as_deref().unwrap_or(""),
+                            id = id.as_deref().unwrap_or(""),
                             method = %r.method(),
                             path = r.uri().path(),
                             request_id = tracing::field::Empty,
@@ -423,7 +460,7 @@ where
                     } else {
                         tracing::Span::none()
                     };
-                Slot::Waiting(r, item_span, item.id)
+                Slot::Waiting(r, item_span, id)
             }
             Err(err) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
@@ -504,6 +541,27 @@ mod tests {
     fn duplicate_ids() {
         let err = check_items(&[item("a", &[]), item("a", &[])]).unwrap_err();
         assert_eq!(err, BatchError::DuplicateId { id: "a".into() });
+    }
+
+    #[test]
+    fn first_repeat_is_named_for_short_and_long_ids() {
+        let long = "an-id-longer-than-fifteen-bytes";
+        for ids in [
+            ["b", "a", "c", "a", "b"],
+            [long, "x", "x", long, "y"],
+            ["a\0", "a", "", "b", "a"],
+        ] {
+            let items: Vec<Item> = ids.iter().map(|id| item(id, &[])).collect();
+            let first = (1..ids.len())
+                .find(|&i| !ids[i].is_empty() && ids[..i].contains(&ids[i]))
+                .unwrap();
+            assert_eq!(first_duplicate(&items), Some(first), "{ids:?}");
+        }
+        let distinct = ["a", "a\0", "\0a", long, &long[1..], "0123456789abcde"];
+        let items: Vec<Item> = distinct.iter().map(|id| item(id, &[])).collect();
+        assert_eq!(first_duplicate(&items), None);
+        let items: Vec<Item> = (0..1000).map(|i| item(&format!("item{i}"), &[])).collect();
+        assert_eq!(first_duplicate(&items), None);
     }
 
     #[test]

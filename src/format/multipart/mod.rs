@@ -111,6 +111,7 @@ fn decode_part(body: &Bytes, raw: &[u8], limits: &crate::Limits) -> Item {
         Some(cid) => {
             // Empty ids count as no id, as in `Item::with_id`.
             let key = strip_angles(&cid);
+            // One allocation for the id, straight from the part's bytes.
             let id = (!key.is_empty()).then(|| Arc::from(key));
             // The usual `<id>` needs no copy of its own: the encoder writes `<response-id>`
             // from the id (see `MultipartEncoder::item`). Anything else is echoed as it came.
@@ -119,7 +120,7 @@ fn decode_part(body: &Bytes, raw: &[u8], limits: &crate::Limits) -> Item {
                 && cid.ends_with('>')
                 && !key.is_empty()
                 && !key.bytes().any(|c| c.is_ascii_control());
-            (id, (!plain).then_some(cid))
+            (id, (!plain).then(|| cid.into_owned()))
         }
         None => (None, None),
     };
@@ -140,7 +141,7 @@ fn decode_part(body: &Bytes, raw: &[u8], limits: &crate::Limits) -> Item {
     }
 }
 
-fn check_part_type(head: &part::PartHead) -> Result<(), ItemError> {
+fn check_part_type(head: &part::PartHead<'_>) -> Result<(), ItemError> {
     if let Some(ct) = &head.content_type {
         let essence = ct.split(';').next().unwrap_or("").trim();
         if essence.eq_ignore_ascii_case("multipart/mixed") {

@@ -3,6 +3,7 @@
 //! These are RFC 5322 style headers, so folded (continued) lines are allowed here, unlike in the
 //! nested HTTP message. httparse does not unfold, so this small reader does.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::error::ItemError;
@@ -10,12 +11,15 @@ use crate::limits::Limits;
 
 /// The part headers the batch format cares about. `content_type` and `transfer_encoding` are
 /// only kept when they are not the expected `application/http` and `binary`/`7bit`/`8bit`.
+///
+/// Values borrow from the part unless a folded line had to be joined (or invalid UTF-8
+/// replaced), so the usual `Content-ID` costs no copy here.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct PartHead {
-    pub(crate) content_type: Option<String>,
-    pub(crate) content_id: Option<String>,
-    pub(crate) transfer_encoding: Option<String>,
-    pub(crate) depends_on: Option<String>,
+pub(crate) struct PartHead<'a> {
+    pub(crate) content_type: Option<Cow<'a, str>>,
+    pub(crate) content_id: Option<Cow<'a, str>>,
+    pub(crate) transfer_encoding: Option<Cow<'a, str>>,
+    pub(crate) depends_on: Option<Cow<'a, str>>,
 }
 
 /// Which of the headers we keep a line belongs to.
@@ -74,10 +78,10 @@ fn trim(mut b: &[u8]) -> &[u8] {
 /// message). A part that starts straight with a request line has no headers.
 ///
 /// Only the headers the format uses are copied out; the rest are skipped in place.
-pub(crate) fn parse_part(
-    raw: &[u8],
+pub(crate) fn parse_part<'a>(
+    raw: &'a [u8],
     limits: &Limits,
-) -> Result<(PartHead, Range<usize>), ItemError> {
+) -> Result<(PartHead<'a>, Range<usize>), ItemError> {
     let mut head = PartHead::default();
     if starts_like_request_line(raw) {
         return Ok((head, 0..raw.len()));
@@ -85,7 +89,7 @@ pub(crate) fn parse_part(
     let mut pos = 0;
     let mut count = 0;
     // The header being built: which one, and its value (copied only once a fold joins lines).
-    let mut current: Option<(Field, Value<'_>)> = None;
+    let mut current: Option<(Field, Value<'a>)> = None;
     loop {
         if pos > limits.max_header_bytes {
             return Err(ItemError::bad_request(format!(
@@ -217,12 +221,12 @@ impl Value<'_> {
     }
 }
 
-fn finish(head: &mut PartHead, (field, value): (Field, Value<'_>)) {
-    let value = value.bytes();
+fn finish<'a>(head: &mut PartHead<'a>, (field, value): (Field, Value<'a>)) {
     let slot = match field {
         // The expected values are not kept: `None` means "fine" to the caller, which only
         // looks closer at unexpected ones.
         Field::ContentType => {
+            let value = value.bytes();
             let end = value.iter().position(|c| *c == b';').unwrap_or(value.len());
             if eq_lower(trim(&value[..end]), b"application/http") {
                 return;
@@ -230,7 +234,7 @@ fn finish(head: &mut PartHead, (field, value): (Field, Value<'_>)) {
             &mut head.content_type
         }
         Field::TransferEncoding => {
-            let cte = trim(value);
+            let cte = trim(value.bytes());
             if eq_lower(cte, b"binary") || eq_lower(cte, b"7bit") || eq_lower(cte, b"8bit") {
                 return;
             }
@@ -240,10 +244,21 @@ fn finish(head: &mut PartHead, (field, value): (Field, Value<'_>)) {
         Field::DependsOn => &mut head.depends_on,
         Field::Other => return,
     };
-    let value = trim(value);
-    *slot = Some(match std::str::from_utf8(value) {
-        Ok(text) => text.to_owned(),
-        Err(_) => String::from_utf8_lossy(value).into_owned(),
+    *slot = Some(match value {
+        Value::Slice(s) => {
+            let s = trim(s);
+            match std::str::from_utf8(s) {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => Cow::Owned(String::from_utf8_lossy(s).into_owned()),
+            }
+        }
+        Value::Owned(v) => {
+            let v = trim(&v);
+            match std::str::from_utf8(v) {
+                Ok(text) => Cow::Owned(text.to_owned()),
+                Err(_) => Cow::Owned(String::from_utf8_lossy(v).into_owned()),
+            }
+        }
     });
 }
 
@@ -262,7 +277,7 @@ fn starts_like_request_line(raw: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<(PartHead, String), ItemError> {
+    fn parse(s: &str) -> Result<(PartHead<'_>, String), ItemError> {
         parse_part(s.as_bytes(), &Limits::default()).map(|(h, r)| (h, s[r].to_owned()))
     }
 
