@@ -91,8 +91,9 @@ where
         };
         let id_header = self.config.request_id_header.as_ref();
         // The answer carries the item's request id: its own, or the one derived from the batch's.
-        let (request, request_id) = match prepare(request, &self.outer, &self.config, ctx) {
-            Ok(prepared) => prepared,
+        let mut request = request;
+        let request_id = match prepare(&mut request, &self.outer, &self.config, ctx) {
+            Ok(request_id) => request_id,
             Err((err, request_id)) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
                 span.record("status", err.status().as_u16());
