@@ -4,6 +4,10 @@
 //! Run with `cargo bench --bench end_to_end`. The summary at the end prints the ratio batch /
 //! direct and Spawned / Polled.
 //!
+//! `E2E_PAIRS=200` skips criterion and times Polled, Spawned and direct in interleaved rounds,
+//! printing the medians of the per-round ratios (steadier on a shared machine than whole runs of
+//! one case after another).
+//!
 //! For profiling, `E2E_PROFILE=batch` (or `layer`, `direct`, `spawned`) with `E2E_ITERS=n` skips criterion
 //! and runs `n` rounds of 1000 calls, so instruction counts can be divided per item:
 //!
@@ -201,6 +205,10 @@ fn main() {
         profile(&mode);
         return;
     }
+    if let Some(pairs) = std::env::var("E2E_PAIRS").ok().and_then(|s| s.parse().ok()) {
+        paired(pairs);
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 
@@ -227,6 +235,57 @@ fn main() {
     if let Some(r) = ratio("e2e_multi_thread", "batch_spawned", "batch_polled") {
         println!("  ratio Spawned / Polled (multi thread): {r:.2}");
     }
+}
+
+/// Polled, Spawned and direct, one batch (or 1000 direct calls) of each in turn, `pairs` times, on
+/// one 2-worker runtime: each round's ratios are taken between runs made milliseconds apart, so
+/// load from outside that comes and goes over seconds moves both sides of a ratio alike. Prints
+/// the median time per item of each, and the median and quartiles of the per-round ratios.
+fn paired(pairs: usize) {
+    let req = BatchRequest::new(ITEMS);
+    let uris = uris(ITEMS);
+    let polled = BatchLayer::new().wrap_router(api());
+    let spawned = BatchLayer::new()
+        .execution(Execution::Spawned)
+        .wrap_router(api());
+    let direct = api();
+    let rt = multi_thread();
+    let mut times = [Vec::new(), Vec::new(), Vec::new()];
+    rt.block_on(async {
+        for round in 0..pairs + 5 {
+            let t = std::time::Instant::now();
+            run_batch(&polled, &req).await;
+            let p = t.elapsed().as_secs_f64();
+            let t = std::time::Instant::now();
+            run_batch(&spawned, &req).await;
+            let s = t.elapsed().as_secs_f64();
+            let t = std::time::Instant::now();
+            run_direct(&direct, &uris).await;
+            let d = t.elapsed().as_secs_f64();
+            // The first rounds warm caches and allocator pools.
+            if round >= 5 {
+                for (v, x) in times.iter_mut().zip([p, s, d]) {
+                    v.push(x);
+                }
+            }
+        }
+    });
+    let quartiles = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        (at(0.25), at(0.5), at(0.75))
+    };
+    let per_item = |v: &Vec<f64>| quartiles(v.clone()).1 * 1e9 / ITEMS as f64;
+    println!("{pairs} interleaved rounds on a 2-worker runtime, median ns per item:");
+    println!("  polled  {:>8.1}", per_item(&times[0]));
+    println!("  spawned {:>8.1}", per_item(&times[1]));
+    println!("  direct  {:>8.1}", per_item(&times[2]));
+    let ratio =
+        |a: &Vec<f64>, b: &Vec<f64>| quartiles(a.iter().zip(b).map(|(x, y)| x / y).collect());
+    let (q1, m, q3) = ratio(&times[1], &times[0]);
+    println!("  Spawned / Polled: median {m:.2} (quartiles {q1:.2}-{q3:.2})");
+    let (q1, m, q3) = ratio(&times[0], &times[2]);
+    println!("  Polled / direct:  median {m:.2} (quartiles {q1:.2}-{q3:.2})");
 }
 
 /// Runs a fixed number of rounds without criterion's machinery, for callgrind.
