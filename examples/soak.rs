@@ -19,7 +19,8 @@
 //! errors by kind, lost and duplicated items and memory at start, after warm-up, at the peak and
 //! at the end. Exits with status 1 when any item was lost or duplicated.
 //!
-//! Options: `--secs N` (default 30), `--clients N` concurrent clients (default 32).
+//! Options: `--secs N` (default 30), `--clients N` concurrent clients (default 32), `--spawned`
+//! (the layer runs with `Execution::Spawned`).
 
 #[path = "farm/app.rs"]
 mod farm;
@@ -60,21 +61,27 @@ const ANIMALS: [&str; 3] = ["pony", "sheep", "cow"];
 struct Options {
     secs: u64,
     clients: usize,
+    spawned: bool,
 }
 
 fn options() -> Options {
     let mut o = Options {
         secs: 30,
         clients: 32,
+        spawned: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--spawned" {
+            o.spawned = true;
+            continue;
+        }
         let value = args.next().and_then(|v| v.parse().ok());
         match (a.as_str(), value) {
             ("--secs", Some(n)) => o.secs = n,
             ("--clients", Some(n)) if n > 0 => o.clients = n as usize,
             _ => {
-                eprintln!("usage: soak [--secs N] [--clients N]");
+                eprintln!("usage: soak [--secs N] [--clients N] [--spawned]");
                 std::process::exit(2);
             }
         }
@@ -559,11 +566,30 @@ fn mib(kib: u64) -> String {
 #[tokio::main]
 async fn main() {
     let opts = options();
-    let addr = farm::spawn(None).await;
+    let addr = if opts.spawned {
+        let app = http_batch::BatchLayer::new()
+            .paths(["/batch", "/batch/farm/v1"])
+            .execution(http_batch::Execution::Spawned)
+            .wrap_router(farm::api(None));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local_addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("farm server") });
+        addr
+    } else {
+        farm::spawn(None).await
+    };
     let start_rss = rss_kib();
     println!(
-        "soak: farm on http://{addr}, {} clients for {} s",
-        opts.clients, opts.secs
+        "soak: farm on http://{addr}, {} clients for {} s{}",
+        opts.clients,
+        opts.secs,
+        if opts.spawned {
+            ", Execution::Spawned"
+        } else {
+            ""
+        }
     );
 
     let samples = Arc::new(Mutex::new(Vec::<(f64, u64)>::new()));
