@@ -39,8 +39,10 @@ pub enum Execution {
     /// concurrency, so `concurrency(n)` still bounds the items running at once. A lane starts
     /// no item beyond a window past what the response has sent, which bounds the answers held
     /// to one round of blocks (96 answers with two workers, against 32 for `Polled` at the
-    /// default concurrency). Dropping the response aborts the lanes. Batches with dependencies,
-    /// a concurrency below the number of workers, or a current-thread runtime run as `Polled`.
+    /// default concurrency). Dropping the response aborts the lanes. There are at most as many
+    /// shares as worker threads, as the concurrency, and as 4-item shares the batch fills.
+    /// Batches with dependencies, a concurrency of 1, fewer than 8 items, or a current-thread
+    /// runtime run as `Polled`.
     ///
     /// For trivial handlers on a 2-core machine it measured 10–12 % faster than `Polled`,
     /// about the size of that machine's noise (the hand-overs between threads cost much of what

@@ -286,18 +286,24 @@ struct Shares {
     block: usize,
 }
 
+/// The fewest items worth a share of their own: below that, a task's start and hand-over cost
+/// more than the items.
+const MIN_SHARE: usize = 4;
+
 /// The most items in one lane block: large enough that a hand-over between threads is paid for,
 /// small enough to bound the answers a lane holds.
 const MAX_BLOCK: usize = 64;
 
 impl Shares {
-    /// `None` when the batch should not be shared out: one worker thread, or a concurrency too
-    /// low to give every share an item at a time.
+    /// `None` when the batch should not be shared out: one worker thread, a concurrency of one,
+    /// or too few items. There are at most as many shares as workers, as the concurrency (each
+    /// share runs at least one item at a time) and as `MIN_SHARE`-item shares the batch fills.
     fn new(items: usize, workers: usize, concurrency: usize) -> Option<Shares> {
-        if workers < 2 || concurrency < workers || items < 2 {
+        let shares = workers.min(concurrency).min(items / MIN_SHARE);
+        if shares < 2 {
             return None;
         }
-        let lanes = workers - 1;
+        let lanes = shares - 1;
         // One round should hold a small batch: local + lanes * block >= items, local = block/2.
         let block = (2 * items).div_ceil(2 * lanes + 1).clamp(1, MAX_BLOCK);
         Some(Shares {
@@ -649,6 +655,49 @@ impl Scheduler {
                     "the item could not be scheduled",
                 ));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_need_two_workers_two_slots_and_enough_items() {
+        assert_eq!(Shares::new(100, 1, 16), None);
+        assert_eq!(Shares::new(100, 2, 1), None);
+        assert_eq!(Shares::new(7, 2, 16), None);
+        assert!(Shares::new(8, 2, 16).is_some());
+        // A big machine at the default concurrency still shares the batch out, 16 ways at most.
+        assert_eq!(Shares::new(1000, 64, 16).map(|s| s.lanes), Some(15));
+        // A small batch makes fewer shares than there are workers.
+        assert_eq!(Shares::new(12, 64, 16).map(|s| s.lanes), Some(2));
+    }
+
+    #[test]
+    fn every_item_has_one_share_and_the_batchs_task_starts() {
+        for (items, workers) in [(8, 2), (100, 2), (1000, 2), (1000, 4), (37, 3)] {
+            let shares = Shares::new(items, workers, 16).expect("shared out");
+            assert_eq!(
+                shares.lane_of(0),
+                None,
+                "the body's task runs the first block"
+            );
+            let mut per_lane = vec![0; shares.lanes];
+            let mut own = 0;
+            for i in 0..items {
+                match shares.lane_of(i) {
+                    Some(lane) => per_lane[lane] += 1,
+                    None => own += 1,
+                }
+            }
+            assert!(
+                own > 0 && per_lane.iter().all(|&n| n > 0),
+                "{items}/{workers}: {own} {per_lane:?}"
+            );
+            assert!(shares.block <= MAX_BLOCK && shares.local <= shares.block);
+            assert!(shares.window() >= shares.local + shares.block);
         }
     }
 }

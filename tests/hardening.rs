@@ -1668,7 +1668,8 @@ async fn panicking_item_is_500_and_the_rest_complete_spawned() {
 /// finish its work.
 async fn disconnect_drops_items(execution: Execution) {
     let (addr, probe) = start(BatchLayer::new().execution(execution)).await;
-    let n = 4;
+    // Eight items: enough for `Spawned` to share them out between two workers.
+    let n = 8;
     let parts: Vec<String> = (0..n)
         .map(|i| get_part(&i.to_string(), "/cancel"))
         .collect();
