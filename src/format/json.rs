@@ -262,7 +262,14 @@ fn id_text(value: &Value) -> Option<String> {
 }
 
 fn decode_item(index: usize, mut wire: WireRequest) -> Result<Item, BatchError> {
-    let id = match wire.id.as_ref().map(|v| (v, id_text(v))) {
+    let id = match wire.id.take().map(|v| match v {
+        // The string itself, not a copy of it.
+        Value::String(s) => (Value::Null, Some(s)),
+        other => {
+            let text = id_text(&other);
+            (other, text)
+        }
+    }) {
         Some((_, Some(id))) if !id.is_empty() => id,
         Some((other, None)) => {
             return Err(BatchError::Malformed {
@@ -315,7 +322,14 @@ fn build_request(wire: WireRequest) -> Result<Request<Bytes>, ItemError> {
     }
     let method = match &wire.method {
         Some(Value::String(m)) if !m.is_empty() => {
-            Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            // Methods are case-sensitive, but some clients write `get`; most write `GET`, which
+            // needs no upper-case copy.
+            let parsed = if m.bytes().any(|c| c.is_ascii_lowercase()) {
+                Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            } else {
+                Method::from_bytes(m.as_bytes())
+            };
+            parsed
                 .map_err(|_| ItemError::bad_request(format!("`{m}` is not a valid HTTP method")))?
         }
         Some(Value::String(_)) | None => {
@@ -444,24 +458,38 @@ enum Kind {
 
 fn kind_of(headers: &HeaderMap) -> Option<Kind> {
     let value = headers.get(header::CONTENT_TYPE)?;
-    let Some(mime) = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.parse::<mime::Mime>().ok())
-    else {
+    // Only the media type's essence matters here; reading it without `mime`'s parser spares an
+    // allocation per answer. Anything that is not `type/subtype` made of token characters counts
+    // as binary, as a value `mime` refuses did.
+    let essence = value
+        .as_bytes()
+        .split(|&c| c == b';')
+        .next()
+        .unwrap_or_default();
+    let essence = trim_whitespace(essence);
+    let Some(slash) = essence.iter().position(|&c| c == b'/') else {
         return Some(Kind::Binary);
     };
+    let (kind, subtype) = (&essence[..slash], &essence[slash + 1..]);
+    if kind.is_empty() || subtype.is_empty() || !kind.iter().chain(subtype).all(|&c| is_token(c)) {
+        return Some(Kind::Binary);
+    }
+    let subtype_is_json = subtype.eq_ignore_ascii_case(b"json")
+        || subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json");
     Some(
-        if mime.type_() == mime::APPLICATION
-            && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
-        {
+        if kind.eq_ignore_ascii_case(b"application") && subtype_is_json {
             Kind::Json
-        } else if mime.type_() == mime::TEXT {
+        } else if kind.eq_ignore_ascii_case(b"text") {
             Kind::Text
         } else {
             Kind::Binary
         },
     )
+}
+
+/// A `tchar` of RFC 9110 §5.6.2.
+fn is_token(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
 }
 
 /// Which end reads a body: requests must be right, answers from foreign servers are taken as
@@ -613,47 +641,78 @@ fn put_json<T: serde::Serialize + ?Sized>(out: &mut BytesMut, value: &T) {
         .expect("writing JSON into memory cannot fail");
 }
 
-/// Writes `,"headers":{...},"body":...` for one message; headers and body are left out when
-/// there are none.
-/// `content-type` → `Content-Type`, as Microsoft Graph writes header names. Names are
-/// case-insensitive, but Graph's JavaScript SDK only recognises a JSON body when the key is
-/// spelled exactly `Content-Type`.
-fn canonical_case(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut upper = true;
-    for c in name.chars() {
-        out.push(if upper { c.to_ascii_uppercase() } else { c });
-        upper = c == '-';
+/// A header value as text: as it is when it is visible ASCII (nearly always), else decoded with
+/// replacement characters.
+fn lossy(value: &HeaderValue) -> std::borrow::Cow<'_, str> {
+    match value.to_str() {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value.as_bytes()),
     }
-    out
 }
 
+/// Writes `"Content-Type"` for `content-type`, as Microsoft Graph writes header names. Names are
+/// case-insensitive, but Graph's JavaScript SDK only recognises a JSON body when the key is
+/// spelled exactly `Content-Type`. Header names are tokens, which JSON strings hold unescaped.
+fn put_canonical_name(out: &mut BytesMut, name: &str) {
+    out.reserve(name.len() + 2);
+    out.put_u8(b'"');
+    let mut upper = true;
+    for &c in name.as_bytes() {
+        out.put_u8(if upper { c.to_ascii_uppercase() } else { c });
+        upper = c == b'-';
+    }
+    out.put_u8(b'"');
+}
+
+/// Writes `,"headers":{...},"body":...` for one message; headers and body are left out when
+/// there are none. Written straight into `out`: a `serde_json::Map` of `String`s cost about ten
+/// allocations per answer.
 fn put_headers_and_body(out: &mut BytesMut, headers: &HeaderMap, body: &[u8]) {
     let wire = wire_body(headers, body);
-    let mut object = serde_json::Map::new();
-    for name in headers.keys() {
+    let mut first = true;
+    let mut key = |out: &mut BytesMut, name: &str| {
+        out.put_slice(if std::mem::take(&mut first) {
+            b",\"headers\":{"
+        } else {
+            b","
+        });
+        put_canonical_name(out, name);
+        out.put_u8(b':');
+    };
+    // `iter` gives every value of a name one after the other, so a name's values are gathered
+    // without looking the name up again.
+    let mut fields = headers.iter().peekable();
+    while let Some((name, value)) = fields.next() {
+        let more = fields.peek().is_some_and(|(next, _)| *next == name);
         // HTTP never uses this header (RFC 9110 does not define it), so in the envelope it can
         // only be the marker: one a handler set itself must not make a reader decode text.
         if name.as_str() == TRANSFER_ENCODING_MARKER {
+            while fields.peek().is_some_and(|(next, _)| *next == name) {
+                fields.next();
+            }
             continue;
         }
-        let joined = headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        object.insert(canonical_case(name.as_str()), Value::String(joined));
+        key(out, name.as_str());
+        if !more {
+            put_json(out, &*lossy(value));
+            continue;
+        }
+        let mut joined = lossy(value).into_owned();
+        while let Some((_, value)) = fields.next_if(|(next, _)| *next == name) {
+            joined.push_str(", ");
+            joined.push_str(&lossy(value));
+        }
+        put_json(out, &joined);
     }
-    if matches!(wire, WireBody::Base64(_)) {
-        object.insert(
-            TRANSFER_ENCODING_MARKER.to_owned(),
-            Value::String("base64".into()),
-        );
+    let marker = matches!(wire, WireBody::Base64(_));
+    if marker {
+        // The marker keeps its lowercase spelling (see `TRANSFER_ENCODING_MARKER`).
+        out.put_slice(if first { b",\"headers\":{" } else { b"," });
+        put_json(out, TRANSFER_ENCODING_MARKER);
+        out.put_slice(b":\"base64\"");
     }
-    if !object.is_empty() {
-        out.put_slice(b",\"headers\":");
-        put_json(out, &object);
+    if !first || marker {
+        out.put_u8(b'}');
     }
     match wire {
         WireBody::None => {}
@@ -862,6 +921,10 @@ mod tests {
             decode(r#"{"requests":[{"id":"","method":"GET","url":"/"}]}"#).unwrap_err()
         )
         .contains("no `id`"));
+        let not_text = malformed(
+            decode(r#"{"requests":[{"id":true,"method":"GET","url":"/"}]}"#).unwrap_err(),
+        );
+        assert!(not_text.contains("not a string: true"), "{not_text}");
         assert!(malformed(
             decode(r#"{"requests":[{"id":"a","method":"GET","url":"/","dependsOn":{}}]}"#)
                 .unwrap_err()
@@ -975,6 +1038,20 @@ mod tests {
         assert_eq!(v["id"], "a\"b");
         assert_eq!(v["status"], 200);
         assert_eq!(v["headers"]["Set-Cookie"], "a=1, b=2");
+
+        // Header values are JSON-escaped; bytes that are not UTF-8 become U+FFFD.
+        let odd = Response::builder()
+            .header("x-quote", "say \"hi\" \\ there")
+            .header("x-latin1", HeaderValue::from_bytes(b"caf\xe9").unwrap())
+            .header("content-transfer-encoding", "base64")
+            .header("content-transfer-encoding", "again")
+            .body(Bytes::new())
+            .unwrap();
+        let v = encode_one(odd);
+        assert_eq!(
+            v["headers"],
+            serde_json::json!({"X-Quote": "say \"hi\" \\ there", "X-Latin1": "caf\u{fffd}"})
+        );
 
         let text = Response::builder()
             .header("content-type", "text/plain")
