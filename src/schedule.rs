@@ -46,8 +46,15 @@ pub(crate) trait Launch: Send {
         id: Option<Arc<str>>,
     ) -> Indexed;
 
-    /// Runs `blocks` as a task of its own (`Execution::Spawned`).
-    fn spawn_lane(&self, items: Vec<Waiting>, concurrency: usize, window: usize) -> Lane;
+    /// Runs `items` as a task of its own (`Execution::Spawned`); `emitted` is the batch's count
+    /// of answers handed to the body, shared by all its lanes.
+    fn spawn_lane(
+        &self,
+        items: Vec<Waiting>,
+        concurrency: usize,
+        window: usize,
+        emitted: Arc<AtomicUsize>,
+    ) -> Lane;
 }
 
 /// The launcher over a concrete inner service.
@@ -125,10 +132,16 @@ where
         }
     }
 
-    fn spawn_lane(&self, items: Vec<Waiting>, concurrency: usize, window: usize) -> Lane {
+    fn spawn_lane(
+        &self,
+        items: Vec<Waiting>,
+        concurrency: usize,
+        window: usize,
+        emitted: Arc<AtomicUsize>,
+    ) -> Lane {
         let (tx, answers) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(LaneShared {
-            emitted: AtomicUsize::new(0),
+            emitted,
             parked: AtomicBool::new(false),
             waker: AtomicWaker::new(),
         });
@@ -162,19 +175,21 @@ pub(crate) struct Lane {
     _task: AbortOnDrop,
 }
 
-/// What a lane and its batch share: how far the batch has emitted, and the lane's waker for
-/// when it waits on that.
+/// What a lane and its batch share: how far the batch has emitted (one counter for all the
+/// batch's lanes), and the lane's waker for when it waits on that.
 struct LaneShared {
-    emitted: AtomicUsize,
+    emitted: Arc<AtomicUsize>,
     parked: AtomicBool,
     waker: AtomicWaker,
 }
 
 impl Lane {
-    /// The batch emitted every item before `next`: a lane waiting for room may go on.
-    fn emitted(&self, next: usize) {
-        self.shared.emitted.store(next, Ordering::SeqCst);
-        if self.shared.parked.swap(false, Ordering::SeqCst) {
+    /// The batch has moved its `emitted` counter on: a lane waiting for room may go on. The load
+    /// comes first so that a lane that is not waiting costs no read-modify-write per answer.
+    fn wake_if_parked(&self) {
+        if self.shared.parked.load(Ordering::SeqCst)
+            && self.shared.parked.swap(false, Ordering::SeqCst)
+        {
             self.shared.waker.wake();
         }
     }
@@ -322,7 +337,8 @@ impl Shares {
 
     /// How far past the next answer to emit any share may start items: one round, so the
     /// batch's own task can run its next block while a lane finishes the one before. It bounds
-    /// the answers held (96 with two workers; 2 × 32 for `Polled` at the default concurrency).
+    /// the answers held (96 with two workers, against 32 for `Polled` at the default
+    /// concurrency).
     fn window(&self) -> usize {
         self.local + self.lanes * self.block
     }
@@ -364,6 +380,8 @@ pub(crate) struct Scheduler {
     /// that are not this task's. `None` and empty for `Execution::Polled`.
     shares: Option<Shares>,
     lanes: Vec<Lane>,
+    /// `next_emit`, as the lanes read it.
+    emitted: Arc<AtomicUsize>,
     next_emit: usize,
     concurrency: usize,
     /// Launched but not yet emitted items may not exceed this, bounding buffered answers.
@@ -406,6 +424,7 @@ impl Scheduler {
             running: FuturesUnordered::new(),
             shares,
             lanes: Vec::new(),
+            emitted: Arc::new(AtomicUsize::new(0)),
             next_emit: 0,
             // Each share gets an equal part of the batch's concurrency.
             concurrency: match &shares {
@@ -455,7 +474,7 @@ impl Scheduler {
             .into_iter()
             .map(|items| {
                 self.launcher
-                    .spawn_lane(items, self.concurrency, self.window)
+                    .spawn_lane(items, self.concurrency, self.window, self.emitted.clone())
             })
             .collect();
         if !self.lanes.is_empty() {
@@ -599,8 +618,11 @@ impl Scheduler {
     /// Item `i`, the next in order, is answered with `res`: the body may have it.
     fn emit(&mut self, i: usize, res: Response<Bytes>) -> (usize, Response<Bytes>) {
         self.next_emit = i + 1;
-        for lane in &self.lanes {
-            lane.emitted(self.next_emit);
+        if !self.lanes.is_empty() {
+            self.emitted.store(self.next_emit, Ordering::SeqCst);
+            for lane in &self.lanes {
+                lane.wake_if_parked();
+            }
         }
         (i, res)
     }

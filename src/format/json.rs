@@ -670,48 +670,46 @@ fn put_canonical_name(out: &mut BytesMut, name: &str) {
 fn put_headers_and_body(out: &mut BytesMut, headers: &HeaderMap, body: &[u8]) {
     let wire = wire_body(headers, body);
     let mut first = true;
-    let mut key = |out: &mut BytesMut, name: &str| {
+    let mut open = |out: &mut BytesMut| {
         out.put_slice(if std::mem::take(&mut first) {
             b",\"headers\":{"
         } else {
             b","
         });
-        put_canonical_name(out, name);
-        out.put_u8(b':');
     };
-    // `iter` gives every value of a name one after the other, so a name's values are gathered
-    // without looking the name up again.
+    // `iter` gives a name's other values right after its first, so they are gathered without
+    // looking the name up again.
     let mut fields = headers.iter().peekable();
     while let Some((name, value)) = fields.next() {
-        let more = fields.peek().is_some_and(|(next, _)| *next == name);
+        let alone = !fields.peek().is_some_and(|(next, _)| *next == name);
         // HTTP never uses this header (RFC 9110 does not define it), so in the envelope it can
         // only be the marker: one a handler set itself must not make a reader decode text.
-        if name.as_str() == TRANSFER_ENCODING_MARKER {
-            while fields.peek().is_some_and(|(next, _)| *next == name) {
-                fields.next();
-            }
-            continue;
-        }
-        key(out, name.as_str());
-        if !more {
-            put_json(out, &*lossy(value));
-            continue;
-        }
-        let mut joined = lossy(value).into_owned();
+        let marker = name.as_str() == TRANSFER_ENCODING_MARKER;
+        let mut joined = (!alone && !marker).then(|| lossy(value).into_owned());
         while let Some((_, value)) = fields.next_if(|(next, _)| *next == name) {
-            joined.push_str(", ");
-            joined.push_str(&lossy(value));
+            if let Some(joined) = &mut joined {
+                joined.push_str(", ");
+                joined.push_str(&lossy(value));
+            }
         }
-        put_json(out, &joined);
+        if marker {
+            continue;
+        }
+        open(out);
+        put_canonical_name(out, name.as_str());
+        out.put_u8(b':');
+        match joined {
+            Some(joined) => put_json(out, &joined),
+            None => put_json(out, &*lossy(value)),
+        }
     }
-    let marker = matches!(wire, WireBody::Base64(_));
-    if marker {
+    if matches!(wire, WireBody::Base64(_)) {
+        open(out);
         // The marker keeps its lowercase spelling (see `TRANSFER_ENCODING_MARKER`).
-        out.put_slice(if first { b",\"headers\":{" } else { b"," });
         put_json(out, TRANSFER_ENCODING_MARKER);
         out.put_slice(b":\"base64\"");
     }
-    if !first || marker {
+    if !first {
         out.put_u8(b'}');
     }
     match wire {

@@ -244,21 +244,10 @@ fn finish<'a>(head: &mut PartHead<'a>, (field, value): (Field, Value<'a>)) {
         Field::DependsOn => &mut head.depends_on,
         Field::Other => return,
     };
+    // `from_utf8_lossy` borrows when the bytes are valid UTF-8, and copies only to replace.
     *slot = Some(match value {
-        Value::Slice(s) => {
-            let s = trim(s);
-            match std::str::from_utf8(s) {
-                Ok(text) => Cow::Borrowed(text),
-                Err(_) => Cow::Owned(String::from_utf8_lossy(s).into_owned()),
-            }
-        }
-        Value::Owned(v) => {
-            let v = trim(&v);
-            match std::str::from_utf8(v) {
-                Ok(text) => Cow::Owned(text.to_owned()),
-                Err(_) => Cow::Owned(String::from_utf8_lossy(v).into_owned()),
-            }
-        }
+        Value::Slice(s) => String::from_utf8_lossy(trim(s)),
+        Value::Owned(v) => Cow::Owned(String::from_utf8_lossy(trim(&v)).into_owned()),
     });
 }
 
