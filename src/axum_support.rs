@@ -2,7 +2,7 @@
 
 use tower_layer::Layer;
 
-use crate::BatchLayer;
+use crate::layer::BatchLayer;
 
 impl BatchLayer {
     /// Wraps a whole axum app and gives back a `Router`, ready for `axum::serve`.

@@ -6,6 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
+/// The boxed error type used where errors of several kinds meet.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A problem with the batch envelope as a whole.
 ///
 /// A `BatchError` never reaches the caller of the service as an `Err`: the layer answers it with

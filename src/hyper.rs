@@ -47,7 +47,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// A request body that a batch item (`From<Bytes>`) and a hyper request (`Body::new`) can both be.
 pub struct Body(UnsyncBoxBody<Bytes, BoxError>);

@@ -7,9 +7,9 @@ use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, StatusCode};
 
+use crate::config::{AuthPolicy, Config};
 use crate::context::BatchContext;
 use crate::error::ItemError;
-use crate::layer::{AuthPolicy, Config};
 
 /// Everything about the outer request that items inherit, computed once per batch.
 #[derive(Debug)]
@@ -517,7 +517,7 @@ mod tests {
             id: None,
             total: 1,
             depth: 1,
-            store: crate::BatchStore::new(),
+            store: crate::context::BatchStore::new(),
             budget: None,
         }
     }
@@ -556,7 +556,7 @@ mod tests {
 
     #[test]
     fn headers_a_connection_header_lists_are_filled_in_again_from_the_batch() {
-        let config = crate::BatchLayer::new()
+        let config = crate::layer::BatchLayer::new()
             .request_id_header(HeaderName::from_static("x-request-id"))
             .config
             .as_ref()
@@ -615,7 +615,7 @@ mod tests {
 
     #[test]
     fn service_root_resolves_relative_items() {
-        let config = crate::BatchLayer::new()
+        let config = crate::layer::BatchLayer::new()
             .service_root("v1.0/")
             .config
             .as_ref()

@@ -1,4 +1,4 @@
-//! [`BatchLayer`]: the configuration of the batch middleware, with consuming builders.
+//! [`BatchLayer`]: the consuming builder of the batch middleware's configuration.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,187 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, Method, Request};
-use tower_layer::Layer;
 
-use crate::format::{Format, Multipart};
+use crate::config::{AuthPolicy, Config, Execution, PathPattern, Route};
+use crate::format::Format;
 use crate::limits::Limits;
-use crate::service::Batch;
-
-/// Who may authenticate an item.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AuthPolicy {
-    /// Items inherit the outer `Authorization` and may override it with their own (Google's
-    /// rule). The default.
-    #[default]
-    InheritOrOverride,
-    /// Only the outer request may carry `Authorization` (OData's rule); an item that carries its
-    /// own is answered with `400`.
-    OuterOnly,
-}
-
-/// How a batch's items are executed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Execution {
-    /// Items are futures polled by the batch response body: no task is spawned, and dropping the
-    /// response (a client that disconnects) drops every item still running. The default.
-    Polled,
-    /// The items of one batch run on every worker thread of a multi-thread tokio runtime. They
-    /// are shared out in blocks: the task that polls the response body runs one block (and
-    /// still decodes and encodes every item), and one task per other worker thread, a *lane*,
-    /// runs the next (up to 64 items each). Each share gets an equal part of the batch's
-    /// concurrency, so `concurrency(n)` still bounds the items running at once. A lane starts
-    /// no item beyond a window past what the response has sent, which bounds the answers held
-    /// to one round of blocks (96 answers with two workers, against 32 for `Polled` at the
-    /// default concurrency). Dropping the response aborts the lanes. There are at most as many
-    /// shares as worker threads, as the concurrency, and as 4-item shares the batch fills.
-    /// Batches with dependencies, a concurrency of 1, fewer than 8 items, or a current-thread
-    /// runtime run as `Polled`.
-    ///
-    /// For trivial handlers on a 2-core machine it measured 10–12 % faster than `Polled`,
-    /// about the size of that machine's noise (the hand-overs between threads cost much of what
-    /// the second core gains; see docs/performance.md). It pays most when handlers do real CPU
-    /// work. Under many concurrent batches, `Polled` already keeps every core busy.
-    Spawned,
-}
-
-/// A path a batch may be posted to, such as `/batch` or `/batch/{api}/{version}`.
-#[derive(Clone, Debug)]
-pub(crate) struct PathPattern {
-    raw: String,
-    /// `None` for a literal path, compared as a whole.
-    segments: Option<Vec<Option<String>>>,
-}
-
-impl PathPattern {
-    pub(crate) fn new(raw: &str) -> Self {
-        let raw = if raw.starts_with('/') {
-            raw.to_owned()
-        } else {
-            format!("/{raw}")
-        };
-        let has_params = raw.split('/').any(is_param);
-        let segments = has_params.then(|| {
-            raw.split('/')
-                .map(|s| (!is_param(s)).then(|| s.to_owned()))
-                .collect()
-        });
-        PathPattern { raw, segments }
-    }
-
-    pub(crate) fn matches(&self, path: &str) -> bool {
-        match &self.segments {
-            None => self.raw == path,
-            Some(segments) => {
-                let mut parts = path.split('/');
-                for seg in segments {
-                    match (seg, parts.next()) {
-                        (_, None) => return false,
-                        (Some(lit), Some(p)) if lit != p => return false,
-                        (None, Some("")) => return false,
-                        _ => {}
-                    }
-                }
-                parts.next().is_none()
-            }
-        }
-    }
-}
-
-fn is_param(s: &str) -> bool {
-    s.len() > 2 && s.starts_with('{') && s.ends_with('}')
-}
-
-/// A batch path and the formats served there (`None`: the layer's default formats).
-#[derive(Clone)]
-pub(crate) struct Route {
-    pub(crate) pattern: PathPattern,
-    pub(crate) formats: Option<Vec<Arc<dyn Format>>>,
-}
-
-/// A function that gives an item its weight against the cost budget.
-pub(crate) type Weigh = Arc<dyn Fn(&Request<Bytes>) -> u64 + Send + Sync>;
-
-/// What an item may be: methods and path prefixes allowed or refused.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct ItemPolicy {
-    pub(crate) allow_methods: Option<Vec<Method>>,
-    pub(crate) deny_methods: Vec<Method>,
-    pub(crate) allow_prefixes: Option<Vec<String>>,
-    pub(crate) deny_prefixes: Vec<String>,
-    pub(crate) allow_form_data: bool,
-}
-
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) routes: Vec<Route>,
-    pub(crate) any_path: bool,
-    pub(crate) formats: Vec<Arc<dyn Format>>,
-    pub(crate) limits: Limits,
-    pub(crate) concurrency: usize,
-    pub(crate) item_timeout: Option<Duration>,
-    pub(crate) batch_timeout: Option<Duration>,
-    pub(crate) auth: AuthPolicy,
-    pub(crate) request_id_header: Option<HeaderName>,
-    pub(crate) max_nesting: usize,
-    pub(crate) policy: ItemPolicy,
-    pub(crate) budget: Option<(u64, Weigh)>,
-    pub(crate) execution: Execution,
-    pub(crate) service_root: Option<String>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        let formats: Vec<Arc<dyn Format>> = vec![
-            Arc::new(Multipart::new()),
-            #[cfg(feature = "json")]
-            Arc::new(crate::format::Json::new()),
-        ];
-        Config {
-            routes: vec![Route {
-                pattern: PathPattern::new("/batch"),
-                formats: None,
-            }],
-            any_path: false,
-            formats,
-            limits: Limits::default(),
-            // Enough to overlap I/O-bound handlers; low enough that one batch cannot take over a
-            // database pool.
-            concurrency: 16,
-            item_timeout: None,
-            batch_timeout: None,
-            auth: AuthPolicy::default(),
-            request_id_header: Some(HeaderName::from_static("x-request-id")),
-            max_nesting: 0,
-            policy: ItemPolicy::default(),
-            budget: None,
-            execution: Execution::Polled,
-            service_root: None,
-        }
-    }
-}
-
-impl Config {
-    /// The route a request path is a batch path of, if any.
-    #[inline]
-    pub(crate) fn route(&self, path: &str) -> Option<&Route> {
-        if self.any_path {
-            return self.routes.first();
-        }
-        self.routes.iter().find(|r| r.pattern.matches(path))
-    }
-
-    pub(crate) fn formats_of<'a>(&'a self, route: Option<&'a Route>) -> &'a [Arc<dyn Format>] {
-        route
-            .and_then(|r| r.formats.as_deref())
-            .unwrap_or(&self.formats)
-    }
-
-    pub(crate) fn is_batch_path(&self, path: &str) -> bool {
-        self.routes.iter().any(|r| r.pattern.matches(path))
-    }
-}
 
 /// Adds batch support to a service: see the [crate docs](crate) for an example.
 ///
@@ -535,30 +358,9 @@ impl BatchLayer {
     }
 }
 
-impl<S> Layer<S> for BatchLayer {
-    type Service = Batch<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Batch::from_parts(inner, self.config.clone())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn literal_and_param_paths() {
-        let p = PathPattern::new("/batch");
-        assert!(p.matches("/batch"));
-        assert!(!p.matches("/batch/"));
-        assert!(!p.matches("/v1/batch"));
-        let p = PathPattern::new("/batch/{api}/{version}");
-        assert!(p.matches("/batch/farm/v1"));
-        assert!(!p.matches("/batch/farm"));
-        assert!(!p.matches("/batch/farm/v1/x"));
-        assert!(!p.matches("/batch//v1"));
-    }
 
     #[test]
     fn first_path_replaces_default() {

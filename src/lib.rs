@@ -8,10 +8,16 @@
 )]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+// The modules, bottom up: each imports only from modules listed before it (tests/module_graph.rs
+// checks that no two import each other, directly or round a circle).
+mod batch;
 mod body;
+mod config;
 mod context;
 mod error;
+pub mod format;
 mod future;
+mod graph;
 mod inherit;
 mod item;
 mod layer;
@@ -19,8 +25,6 @@ mod limits;
 mod run;
 mod schedule;
 mod service;
-
-pub mod format;
 
 #[cfg(feature = "client")]
 pub mod client;
@@ -31,13 +35,11 @@ mod axum_support;
 pub mod hyper;
 
 pub use body::ResponseBody;
+pub use config::{AuthPolicy, Execution};
 pub use context::{BatchContext, BatchStore};
-pub use error::{BatchError, ItemError};
+pub use error::{BatchError, BoxError, ItemError};
 pub use future::ResponseFuture;
 pub use item::{Item, ItemMeta};
-pub use layer::{AuthPolicy, BatchLayer, Execution};
+pub use layer::BatchLayer;
 pub use limits::Limits;
 pub use service::Batch;
-
-/// The boxed error type used where errors of several kinds meet.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -20,7 +20,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use crate::error::error_response;
-use crate::BoxError;
+use crate::error::BoxError;
 
 pin_project! {
     /// The future of one running item; its output is the item's index and its whole answer.

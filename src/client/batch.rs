@@ -17,8 +17,8 @@ use tower::{Service, ServiceExt};
 
 use super::error::{ClientError, ItemFailure};
 use super::read::{copy_response, read_answer, status_error, Outcome};
+use crate::error::BoxError;
 use crate::format::multipart::{new_boundary, write_request};
-use crate::BoxError;
 
 /// How many items go into one batch request by default: the limit of Google's batch endpoints
 /// and of this crate's server side.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::StatusCode;
 
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// A problem with a whole batch: building it, sending it, or reading the answer as a whole.
 ///

@@ -7,8 +7,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 
 use super::error::{server_message, ClientError, ItemFailure};
+use crate::error::BatchError;
 use crate::format::multipart::{boundary_of, parse_response, split_parts, strip_angles};
-use crate::{BatchError, Limits};
+use crate::limits::Limits;
 
 /// One item's outcome.
 pub(crate) type Outcome = Result<Response<Bytes>, ItemFailure>;
@@ -47,7 +48,7 @@ pub(crate) fn read_answer(
             reason: "the batch response has no content type".into(),
         })?;
     let mime =
-        crate::service::parse_content_type(content_type).ok_or_else(|| ClientError::Decode {
+        crate::format::parse_content_type(content_type).ok_or_else(|| ClientError::Decode {
             reason: format!("the batch response has an invalid content type `{content_type}`"),
         })?;
     if mime.type_() == mime::MULTIPART {

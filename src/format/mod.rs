@@ -108,10 +108,58 @@ pub trait Encoder: Send {
     }
 }
 
+/// Parses a content type, tolerating what real clients send and `mime` refuses: parameter values
+/// with characters that should have been quoted (`type=application/http`, `boundary=a=b`).
+pub(crate) fn parse_content_type(ct: &str) -> Option<mime::Mime> {
+    if let Ok(m) = ct.parse() {
+        return Some(m);
+    }
+    let mut pieces = ct.split(';');
+    let mut fixed = pieces.next()?.trim().to_owned();
+    for param in pieces {
+        let param = param.trim();
+        if param.is_empty() {
+            continue;
+        }
+        let (name, value) = param.split_once('=')?;
+        let value = value.trim();
+        fixed.push_str("; ");
+        fixed.push_str(name.trim());
+        fixed.push('=');
+        if value.starts_with('"') {
+            fixed.push_str(value);
+        } else if value.contains('"') || value.contains('\\') {
+            return None;
+        } else {
+            fixed.push('"');
+            fixed.push_str(value);
+            fixed.push('"');
+        }
+    }
+    fixed.parse().ok()
+}
+
 /// Finds the registered format for a content type.
 pub(crate) fn pick<'a>(
     formats: &'a [std::sync::Arc<dyn Format>],
     content_type: &mime::Mime,
 ) -> Option<&'a std::sync::Arc<dyn Format>> {
     formats.iter().find(|f| f.accepts(content_type))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenient_content_types() {
+        let m =
+            parse_content_type("multipart/mixed; boundary=batch_1; type=application/http").unwrap();
+        assert_eq!(m.essence_str(), "multipart/mixed");
+        assert_eq!(m.get_param("boundary").unwrap(), "batch_1");
+        let m = parse_content_type("multipart/mixed; boundary===a=b==").unwrap();
+        assert_eq!(m.get_param("boundary").unwrap(), "==a=b==");
+        assert!(parse_content_type("multipart/mixed; boundary").is_none());
+        assert!(parse_content_type("not a type").is_none());
+    }
 }

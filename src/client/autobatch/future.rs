@@ -10,7 +10,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use super::body::AutoBatchBody;
-use crate::BoxError;
+use crate::error::BoxError;
 
 pub(crate) type Batched = Pin<Box<dyn Future<Output = Result<Response<Bytes>, BoxError>> + Send>>;
 

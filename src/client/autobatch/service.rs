@@ -15,7 +15,7 @@ use super::future::AutoBatchFuture;
 use super::worker::{self, Call};
 use super::Config;
 use crate::client::ClientError;
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// A client service that sends the calls it can batch as batches, and the others straight to
 /// the inner client.

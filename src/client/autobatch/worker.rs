@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use super::Config;
 use crate::client::{BatchRequest, ClientError};
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// One call waiting for its batch.
 pub(crate) struct Call {

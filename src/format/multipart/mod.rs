@@ -98,7 +98,7 @@ impl Format for Multipart {
 /// HTTP request. The item is built in one go rather than through `Item`'s builder methods, which
 /// would move it (a few hundred bytes) once per call.
 #[inline]
-fn decode_part(body: &Bytes, raw: &[u8], limits: &crate::Limits) -> Item {
+fn decode_part(body: &Bytes, raw: &[u8], limits: &crate::limits::Limits) -> Item {
     let (head, content) = match part::parse_part(raw, limits) {
         Ok(parsed) => parsed,
         Err(err) => return Item::invalid(err),

@@ -1,0 +1,258 @@
+//! One batch's run: read the body, decode it, check its items, weigh its cost, and hand the items
+//! to the scheduler behind a streaming body.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tower_service::Service;
+
+use crate::body::{BatchBody, ResponseBody};
+use crate::config::Config;
+use crate::context::{BatchContext, BatchStore};
+use crate::error::{BatchError, BoxError};
+use crate::format::{self, DecodeContext, Format};
+use crate::graph::check_items;
+use crate::inherit::{self, Outer};
+use crate::item::{Item, ItemMeta};
+use crate::schedule::launcher::Launcher;
+use crate::schedule::{Scheduler, Slot};
+
+fn error_body<B>(err: BatchError) -> Response<ResponseBody<B>> {
+    tracing::debug!(error = %err, "batch rejected");
+    err.to_response().map(ResponseBody::full)
+}
+
+/// Reads the whole batch body, within the body limit and the read timeout.
+async fn read_body<B>(
+    body: B,
+    parts: &http::request::Parts,
+    config: &Config,
+) -> Result<Bytes, BatchError>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let limits = &config.limits;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(BatchError::BodyTooLarge {
+            limit: limits.max_body_bytes,
+        });
+    }
+    let collect = http_body_util::Limited::new(body, limits.max_body_bytes).collect();
+    match tokio::time::timeout(limits.read_timeout, collect).await {
+        Err(_) => Err(BatchError::ReadTimeout {
+            timeout: limits.read_timeout,
+        }),
+        Ok(Err(err)) => {
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(BatchError::BodyTooLarge {
+                    limit: limits.max_body_bytes,
+                })
+            } else {
+                Err(BatchError::BodyRead {
+                    reason: err.to_string(),
+                })
+            }
+        }
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// The service that items which are batches themselves run through, when nesting is on.
+pub(crate) type Nested<N> = Option<N>;
+
+/// Runs one batch request: everything from reading its body to the head of its answer, whose
+/// body then runs the items as it streams.
+pub(crate) async fn run_batch<S, N, ReqBody, ResBody, NestedBody>(
+    service: S,
+    nested: Nested<N>,
+    config: Arc<Config>,
+    format: Arc<dyn Format>,
+    content_type: mime::Mime,
+    req: Request<ReqBody>,
+) -> Response<ResponseBody<ResBody>>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    N: Service<Request<ReqBody>, Response = Response<NestedBody>> + Clone + Send + 'static,
+    N::Future: Send + 'static,
+    N::Error: Into<BoxError>,
+    NestedBody: http_body::Body<Data = Bytes> + Send + 'static,
+    NestedBody::Error: Into<BoxError>,
+    ReqBody: http_body::Body + From<Bytes> + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    let (parts, body) = req.into_parts();
+    let bytes = match read_body(body, &parts, &config).await {
+        Ok(b) => b,
+        Err(err) => return error_body(err),
+    };
+    let store = BatchStore::new();
+    let cx = DecodeContext {
+        parts: &parts,
+        content_type: &content_type,
+        limits: &config.limits,
+        store: &store,
+    };
+    let mut items = match format.decode(&cx, bytes) {
+        Ok(items) => items,
+        Err(err) => return error_body(err),
+    };
+    if items.is_empty() {
+        return error_body(BatchError::Empty);
+    }
+    if items.len() > config.limits.max_items {
+        return error_body(BatchError::TooManyItems {
+            count: items.len(),
+            limit: config.limits.max_items,
+        });
+    }
+    let graph = match check_items(&items) {
+        Ok(g) => g,
+        Err(err) => return error_body(err),
+    };
+    let outer = Outer::new(&parts, &config);
+    let mut budget = None;
+    if let Some((limit, weigh)) = &config.budget {
+        let cost: u64 = items
+            .iter()
+            .filter_map(|i| i.request().ok())
+            .map(|r| weigh(r))
+            .fold(0u64, u64::saturating_add);
+        match &outer.budget {
+            // A nested batch spends from what the enclosing batch has left.
+            Some(remaining) => {
+                let spent = remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                    left.checked_sub(cost)
+                });
+                if let Err(left) = spent {
+                    return error_body(BatchError::CostExceeded { cost, limit: left });
+                }
+                budget = Some(remaining.clone());
+            }
+            None => {
+                if cost > *limit {
+                    return error_body(BatchError::CostExceeded {
+                        cost,
+                        limit: *limit,
+                    });
+                }
+                budget = Some(Arc::new(AtomicU64::new(limit - cost)));
+            }
+        }
+    }
+    let encoder = format.encoder(&cx);
+    let n = items.len();
+    let batch_id: Arc<str> = Arc::from(format!("{:016x}", format::multipart::write::random_u64()));
+    let span = tracing::info_span!(
+        "batch",
+        batch_id = %batch_id,
+        format = format.name(),
+        items = n,
+        depth = outer.depth + 1,
+    );
+    // What the encoder needs of each item comes out first, leaving the requests in place...
+    let metas: Vec<ItemMeta> = items
+        .iter_mut()
+        .enumerate()
+        .map(|(index, item)| item.take_meta(index))
+        .collect();
+    // ...so that they become the scheduler's slots in the items' own allocation (`collect` reuses
+    // it when nothing but `map` and `enumerate` stands between): the decoded batch is never held
+    // twice, which would set the batch's peak memory.
+    let entries: Vec<Slot> = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, Item { request, id, .. })| match request {
+            // Items are checked and given what they inherit, their `BatchContext` included,
+            // when they start (see `Launcher`): a waiting item holds only its parsed request.
+            Ok(r) => {
+                // `request_id` is recorded when the item starts and has its id (see
+                // `Launcher`). When no subscriber takes INFO spans (none is installed, or all
+                // filter them out), the span could not be enabled. Made anyway, a disabled span
+                // still does work for the `log` crate (axum turns on tracing's `log` feature)
+                // when it is made, entered, recorded and dropped; `Span::none()` does none.
+                let item_span =
+                    if tracing::level_filters::LevelFilter::current() >= tracing::Level::INFO {
+                        tracing::info_span!(
+                            parent: &span,
+                            "batch_item",
+                            index,
+                            id = id.as_deref().unwrap_or(""),
+                            method = %r.method(),
+                            path = r.uri().path(),
+                            request_id = tracing::field::Empty,
+                            status = tracing::field::Empty,
+                        )
+                    } else {
+                        tracing::Span::none()
+                    };
+                Slot::Waiting(r, item_span, id)
+            }
+            Err(err) => {
+                tracing::debug!(parent: &span, index, error = %err, "batch item refused");
+                let mut res = err.to_response();
+                if let (Some(name), Some(id)) = (
+                    &config.request_id_header,
+                    inherit::derived_id(&outer, index),
+                ) {
+                    res.headers_mut().insert(name.clone(), id);
+                }
+                Slot::Done(res)
+            }
+        })
+        .collect();
+    let launcher = Box::new(Launcher::<S, N, ReqBody, NestedBody> {
+        service,
+        nested,
+        context: BatchContext {
+            batch_id,
+            index: 0,
+            id: None,
+            total: n,
+            depth: outer.depth + 1,
+            store,
+            budget,
+        },
+        outer: Arc::new(outer),
+        config: config.clone(),
+        item_timeout: config.item_timeout,
+        max_response_bytes: config.limits.max_item_response_bytes,
+        _body: std::marker::PhantomData,
+    });
+    let scheduler = Scheduler::new(
+        launcher,
+        entries,
+        graph,
+        config.concurrency,
+        config.execution,
+        config.batch_timeout,
+    );
+    let content_type = encoder.content_type();
+    let body = BatchBody::new(
+        scheduler,
+        encoder,
+        metas,
+        span,
+        config.limits.max_response_bytes,
+    );
+    let mut res = Response::new(ResponseBody::batch(body));
+    *res.status_mut() = StatusCode::OK;
+    res.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    res
+}
