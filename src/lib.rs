@@ -6,7 +6,7 @@
     rust_2018_idioms,
     unreachable_pub
 )]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The modules, bottom up: each imports only from modules listed before it (tests/module_graph.rs
 // checks that no two import each other, directly or round a circle).

@@ -638,3 +638,30 @@ async fn change_sets_are_refused_with_501() {
     // The change set's DELETE never ran.
     assert_eq!(p[2].json()["animalName"], "cow");
 }
+
+#[tokio::test]
+async fn boundary_declared_with_the_delimiter_dashes_is_recovered() {
+    // Manufacturer Center's documented example declares `boundary=--batch_item` and writes its
+    // delimiter lines as `--batch_item`.
+    let addr = farm::spawn(None).await;
+    let body = "--batch_item\r\nContent-Type: application/http\r\nContent-ID: <1>\r\n\r\nGET /farm/v1/animals/pony HTTP/1.1\r\n\r\n--batch_item\r\nContent-Type: application/http\r\nContent-ID: <2>\r\n\r\nGET /farm/v1/animals/unicorn HTTP/1.1\r\n\r\n--batch_item--\r\n";
+    let raw = post_batch(addr, "/batch/farm/v1", "--batch_item", body).await;
+    let p = parts(&raw).await;
+    assert_eq!(p.len(), 2, "{}", raw.text());
+    assert_eq!(p[0].status, 200);
+    assert_eq!(p[0].json()["animalName"], "pony");
+    assert_eq!(p[0].content_id.as_deref(), Some("<response-1>"));
+    assert_eq!(p[1].status, 404);
+    assert_eq!(p[1].content_id.as_deref(), Some("<response-2>"));
+
+    // Lines of neither form are still no batch.
+    let raw = post_batch(
+        addr,
+        "/batch/farm/v1",
+        "--batch_item",
+        body.replace("--batch_item", "-batch_item"),
+    )
+    .await;
+    assert_eq!(raw.status, 400, "{}", raw.text());
+    assert_eq!(raw.json()["error"]["reason"], "BROKEN_FRAMING");
+}

@@ -417,6 +417,60 @@ async fn callback_flow() {
 }
 
 #[tokio::test]
+async fn callback_in_the_engines_own_shape() {
+    // The engine's delivery API sends `pos` as a slot name and `extra` as a JSON-encoded string.
+    let addr = recommend::spawn().await;
+    let first = get(addr, "/recomms/users/grace/items?count=3").await;
+    let pid = first.request_id().to_owned();
+    let shown = ids(&first.json());
+    let items = json!([
+        {"id": shown[0], "pos": "position1", "extra": "{\"reason\":\"promo\",\"rank\":2}"},
+        {"id": shown[1], "pos": 2, "extra": {"reason": "organic"}},
+        {"id": shown[2], "pos": "position3", "extra": "not json"},
+    ]);
+    let ok = post_json(addr, "/callback", &callback("grace", &pid, items)).await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
+
+    let recorded = get(addr, &format!("/callback/{pid}")).await;
+    assert_eq!(recorded.status, StatusCode::OK);
+    assert_eq!(
+        recorded.json()["items"],
+        json!([
+            {"id": shown[0], "pos": "position1", "extra": {"reason": "promo", "rank": 2}},
+            {"id": shown[1], "pos": 2, "extra": {"reason": "organic"}},
+            {"id": shown[2], "pos": "position3", "extra": "not json"},
+        ])
+    );
+    let report: recommend::Callback = serde_json::from_value(recorded.json()).unwrap();
+    let positions: Vec<Option<u64>> = report
+        .items
+        .iter()
+        .map(|item| item.pos.as_ref().and_then(recommend::Position::index))
+        .collect();
+    assert_eq!(positions, [Some(1), Some(2), Some(3)]);
+
+    // Reported items are not recommended again.
+    let later = ids(&get(addr, "/recomms/users/grace/items?count=100")
+        .await
+        .json());
+    assert!(shown.iter().all(|id| !later.contains(id)), "{later:?}");
+
+    // Other shapes are still refused.
+    let next = get(addr, "/recomms/users/grace/items?count=1").await;
+    let bad = post_json(
+        addr,
+        "/callback",
+        &callback(
+            "grace",
+            next.request_id(),
+            json!([{"id": "item-001", "pos": {"slot": 1}}]),
+        ),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
 async fn callback_with_a_batch_items_request_id() {
     let addr = recommend::spawn().await;
     let (_, answers) = multipart_batch(

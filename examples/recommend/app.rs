@@ -110,12 +110,52 @@ pub fn ranking(user: &str) -> Vec<String> {
 pub struct Delivered {
     /// The item id.
     pub id: String,
-    /// Where it was shown, if the caller said.
+    /// Where it was shown, if the caller said, kept as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pos: Option<u64>,
-    /// Anything else the caller attached, kept as sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos: Option<Position>,
+    /// Anything else the caller attached. The engine's delivery API sends it as a JSON-encoded
+    /// string (`"{\"reason\":\"promo\"}"`); such a string is decoded, so the value is the same
+    /// whichever way it came. A string that is not JSON is kept as a string.
+    #[serde(
+        default,
+        deserialize_with = "json_or_encoded",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub extra: Option<Value>,
+}
+
+/// Where an item was shown: a number (`1`), or a slot name as the engine's delivery API sends it
+/// (`"position1"`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Position {
+    /// A position given as a number.
+    Index(u64),
+    /// A position given as a string.
+    Name(String),
+}
+
+impl Position {
+    /// The position's number: the number itself, or the digits of `"position<N>"` (or of a
+    /// string that is all digits).
+    pub fn index(&self) -> Option<u64> {
+        match self {
+            Position::Index(n) => Some(*n),
+            Position::Name(name) => name.strip_prefix("position").unwrap_or(name).parse().ok(),
+        }
+    }
+}
+
+/// `extra` as a JSON value, or as a string that holds one.
+fn json_or_encoded<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Value>, D::Error> {
+    Ok(match Option::<Value>::deserialize(deserializer)? {
+        Some(Value::String(text)) => {
+            Some(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        }
+        other => other,
+    })
 }
 
 /// The body of `POST /callback`.

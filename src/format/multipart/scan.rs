@@ -28,34 +28,56 @@ pub fn split_parts(
 }
 
 /// [`split_parts`] as index ranges into `buf`.
+///
+/// One recovery: some published examples (Manufacturer Center's among them) declare
+/// `boundary=--batch_item` but write their delimiter lines as `--batch_item`, as if the declared
+/// boundary already held the delimiter's two dashes. When a boundary starts with `--` and no
+/// delimiter line of it appears at all, lines equal to the boundary itself are taken as the
+/// delimiters (and `<boundary>--` as the close). A body that holds even one delimiter line of the
+/// declared boundary is read by that boundary alone.
 pub(crate) fn part_ranges(
     buf: &[u8],
     boundary: &[u8],
     limits: &Limits,
 ) -> Result<Vec<Range<usize>>, BatchError> {
-    // "\n--boundary": a delimiter always starts a line.
+    let declared = needle(boundary);
+    let finder = Delimiters::new(&declared);
+    if let Some(at) = finder.opening(buf) {
+        return scan(buf, boundary, &finder, at, limits);
+    }
+    // At most one more linear pass: the stripped boundary is not stripped again.
+    if let Some(dashless) = boundary.strip_prefix(b"--").filter(|b| !b.is_empty()) {
+        let recovered = needle(dashless);
+        let finder = Delimiters::new(&recovered);
+        if let Some(at) = finder.opening(buf) {
+            return scan(buf, dashless, &finder, at, limits);
+        }
+    }
+    Err(BatchError::Framing {
+        reason: format!(
+            "no opening boundary line `--{}` found",
+            String::from_utf8_lossy(boundary)
+        ),
+    })
+}
+
+/// `"\n--boundary"`: a delimiter always starts a line.
+fn needle(boundary: &[u8]) -> Vec<u8> {
     let mut needle = Vec::with_capacity(boundary.len() + 3);
     needle.extend_from_slice(b"\n--");
     needle.extend_from_slice(boundary);
-    let finder = Delimiters::new(&needle);
-    let delim_len = needle.len() - 1;
+    needle
+}
 
-    // `at` is the index of the first `-` of a delimiter line.
-    let mut at = if buf.starts_with(&needle[1..]) {
-        0
-    } else {
-        match finder.find(buf, 0) {
-            Some(i) => i,
-            None => {
-                return Err(BatchError::Framing {
-                    reason: format!(
-                        "no opening boundary line `--{}` found",
-                        String::from_utf8_lossy(boundary)
-                    ),
-                })
-            }
-        }
-    };
+/// Splits `buf` into parts from the opening delimiter line at `at` (the index of its first `-`).
+fn scan(
+    buf: &[u8],
+    boundary: &[u8],
+    finder: &Delimiters<'_>,
+    mut at: usize,
+    limits: &Limits,
+) -> Result<Vec<Range<usize>>, BatchError> {
+    let delim_len = finder.needle.len() - 1;
 
     let mut parts = Vec::new();
     let mut count = 0usize;
@@ -134,6 +156,15 @@ impl<'n> Delimiters<'n> {
         Delimiters {
             prefix: memmem::Finder::new(&needle[..needle.len().min(PACKED_MAX)]),
             needle,
+        }
+    }
+
+    /// The index of the first delimiter line, at the very start of `buf` or after a preamble.
+    fn opening(&self, buf: &[u8]) -> Option<usize> {
+        if buf.starts_with(&self.needle[1..]) {
+            Some(0)
+        } else {
+            self.find(buf, 0)
         }
     }
 
@@ -287,5 +318,59 @@ mod tests {
         let err =
             split_parts(&Bytes::from_static(b"--b\r\nabcd\r\n--b--"), b"b", &limits).unwrap_err();
         assert_eq!(err, BatchError::PartTooLarge { index: 0, limit: 3 });
+    }
+
+    // Manufacturer Center's documented batch: `boundary=--batch_item`, delimiter lines
+    // `--batch_item`.
+    const MISDECLARED: &str = "--batch_item\r\nContent-Type: application/http\r\nContent-ID: <1>\r\n\r\nGET /a HTTP/1.1\r\n\r\n--batch_item\r\nContent-Type: application/http\r\n\r\nGET /b HTTP/1.1\r\n\r\n--batch_item--\r\n";
+
+    #[test]
+    fn boundary_that_holds_the_delimiter_dashes_is_recovered() {
+        let parts = split(MISDECLARED, "--batch_item").unwrap();
+        assert_eq!(
+            parts,
+            [
+                "Content-Type: application/http\r\nContent-ID: <1>\r\n\r\nGET /a HTTP/1.1\r\n",
+                "Content-Type: application/http\r\n\r\nGET /b HTTP/1.1\r\n",
+            ]
+        );
+        // With a preamble and bare LF too.
+        let lf = format!("preamble\n{}", MISDECLARED.replace("\r\n", "\n"));
+        assert_eq!(split(&lf, "--batch_item").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn recovery_needs_the_recovered_close() {
+        let open = "--batch_item\r\nA\r\n--batch_item\r\nB\r\n";
+        let err = split(open, "--batch_item").unwrap_err();
+        assert!(err.to_string().contains("`--batch_item--`"), "{err}");
+    }
+
+    #[test]
+    fn a_real_delimiter_turns_the_recovery_off() {
+        // One `----batch_item` line: the declared boundary rules, and `--batch_item` lines are
+        // content.
+        let body = "----batch_item\r\nA\r\n--batch_item\r\nB\r\n----batch_item--\r\n";
+        assert_eq!(
+            split(body, "--batch_item").unwrap(),
+            ["A\r\n--batch_item\r\nB"]
+        );
+    }
+
+    #[test]
+    fn only_boundaries_with_leading_dashes_are_recovered() {
+        // `batch_item` lines are no delimiters of `batch_item`, nor of anything else.
+        let err = split("batch_item\r\nA\r\nbatch_item--\r\n", "batch_item").unwrap_err();
+        assert!(err.to_string().contains("no opening boundary"), "{err}");
+        // The recovery strips one `--`, once: `--x` lines do not serve a `----x` boundary.
+        let err = split("--x\r\nA\r\n--x--\r\n", "----x").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no opening boundary line `------x`"),
+            "{err}"
+        );
+        // The message names the declared boundary.
+        let err = split("--y\r\nA\r\n--y--\r\n", "--batch_item").unwrap_err();
+        assert!(err.to_string().contains("`----batch_item`"), "{err}");
     }
 }
