@@ -36,7 +36,7 @@ pub(crate) struct Config {
 impl Config {
     /// Whether a call may travel inside a batch. Anything else goes straight to the inner client.
     pub(crate) fn wants(&self, parts: &http::request::Parts, body_upper: Option<u64>) -> bool {
-        if body_upper.map_or(true, |n| n > self.max_body_bytes) {
+        if body_upper.is_none_or(|n| n > self.max_body_bytes) {
             return false;
         }
         if self.idempotent_only && !is_idempotent(&parts.method) {
@@ -48,7 +48,7 @@ impl Config {
                 return false;
             }
         }
-        self.predicate.as_ref().map_or(true, |p| p(parts))
+        self.predicate.as_ref().is_none_or(|p| p(parts))
     }
 }
 
