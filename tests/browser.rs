@@ -283,6 +283,15 @@ async fn farm_page_in_headless_chromium_batches_across_origins() {
         shown["verdict"],
         "All 20 answers are the same both ways (status and body)."
     );
+    // And it says so loudly when an answer differs between the ways.
+    let differs = &summary["differs"];
+    assert_eq!(
+        differs["verdict"], "1 of 20 answers DIFFER between the two ways: call 5.",
+        "{differs:#}"
+    );
+    assert_eq!(differs["rowClass"], "differs");
+    assert_eq!(differs["sameCell"], "DIFFERS");
+
     let png = std::fs::metadata(&screenshot).expect("screenshot saved");
     assert!(png.len() > 10_000, "screenshot is {} bytes", png.len());
     eprintln!(

@@ -5,7 +5,8 @@
 // Usage: NODE_PATH=target/js/node_modules node tests/js/browser_page.mjs \
 //          /usr/bin/chromium 'http://127.0.0.1:PAGE/?api=http://127.0.0.1:API' shot.png
 //
-// Prints one JSON line: { ok, browser, result, consoleErrors, pageErrors, error? }.
+// Prints one JSON line: { ok, browser, result, shown, differs, consoleErrors, pageErrors, error? }.
+// Besides the screenshot it saves one of the page showing a changed answer (`*-differs.png`).
 import { createRequire } from "node:module";
 
 // playwright-core's `main` is CommonJS, and NODE_PATH only reaches `require`, not `import`.
@@ -42,6 +43,20 @@ try {
     rows: document.querySelectorAll("#rows tr").length,
   }));
   await page.screenshot({ path: screenshot, fullPage: true });
+  // How the page shows an answer that differs: the same result with call 5's batch answer
+  // changed, drawn by the page's own code.
+  out.differs = await page.evaluate(() => {
+    const changed = structuredClone(window.farmResult);
+    changed.calls[4].batch = { status: 500, body: "changed" };
+    changed.calls[4].same = false;
+    show(changed);
+    return {
+      verdict: document.getElementById("verdict").textContent,
+      rowClass: document.querySelectorAll("#rows tr")[4].className,
+      sameCell: document.querySelectorAll("#rows tr")[4].lastElementChild.textContent,
+    };
+  });
+  await page.screenshot({ path: screenshot.replace(/\.png$/, "-differs.png"), fullPage: true });
   out.ok = true;
 } catch (e) {
   out.error = String(e && e.stack ? e.stack : e);
