@@ -14,8 +14,14 @@ impl BatchLayer {
     /// paths are served by the layer, every other request by your router, with its routing,
     /// middleware and extractors.
     ///
-    /// Don't add the layer with `Router::layer`: that runs after routing, so a batch path, which
-    /// has no route, would never reach it.
+    /// Add routes and a fallback to `router` before wrapping it, not to the router returned: its
+    /// fallback *is* the batch service, and a `.fallback(...)` on it would replace the whole
+    /// API. Layers on the returned router are fine; they wrap batches and direct calls alike.
+    ///
+    /// Don't add the layer with `Router::layer`: axum applies that to each route and to the
+    /// fallback separately, after routing, so the layer would wrap one handler instead of the
+    /// router and no item could be routed. Such a batch is answered `500`
+    /// (`MOUNTED_INSIDE_ROUTER`), naming this method as the fix.
     ///
     /// ```
     /// use axum::{routing::get, Router};

@@ -107,6 +107,9 @@ pub enum BatchError {
         /// The configured budget.
         limit: u64,
     },
+    /// The layer was added with axum's `Router::layer`, which wraps each route and the fallback
+    /// after routing: its items could not be routed. A mistake in the server, answered `500`.
+    MountedInsideRouter,
 }
 
 impl fmt::Display for BatchError {
@@ -115,6 +118,13 @@ impl fmt::Display for BatchError {
             BatchError::MethodNotAllowed { method } => {
                 write!(f, "batch requests must use POST, not {method}")
             }
+            BatchError::MountedInsideRouter => write!(
+                f,
+                "the server added BatchLayer with Router::layer, which runs after routing, so \
+                 batch items cannot be routed; wrap the router instead: \
+                 BatchLayer::new().wrap_router(router), or mount Batch::new(router) with \
+                 route_service"
+            ),
             BatchError::UnsupportedMediaType {
                 content_type,
                 accepted,
@@ -183,6 +193,7 @@ impl BatchError {
             | BatchError::PartTooLarge { .. }
             | BatchError::CostExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BatchError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            BatchError::MountedInsideRouter => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -206,6 +217,7 @@ impl BatchError {
             BatchError::UnknownDependency { .. } => "UNKNOWN_DEPENDENCY",
             BatchError::DependencyCycle { .. } => "DEPENDENCY_CYCLE",
             BatchError::CostExceeded { .. } => "COST_EXCEEDED",
+            BatchError::MountedInsideRouter => "MOUNTED_INSIDE_ROUTER",
         }
     }
 
@@ -257,7 +269,7 @@ impl BatchError {
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
         if let BatchError::MethodNotAllowed { .. } = self {
-            headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+            headers.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
         }
         res
     }

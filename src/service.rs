@@ -25,6 +25,8 @@ use crate::layer::BatchLayer;
 pub struct Batch<S> {
     inner: S,
     config: Arc<Config>,
+    /// Whether `inner` is one route of an axum router (`Router::layer`), not a whole service.
+    per_route: bool,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Batch<S> {
@@ -69,6 +71,7 @@ impl<S> Layer<S> for BatchLayer {
         Batch {
             inner,
             config: self.config.clone(),
+            per_route: is_axum_route::<S>(),
         }
     }
 }
@@ -97,6 +100,9 @@ where
         let Some(route) = self.config.route(req.uri().path()) else {
             return ResponseFuture::inner(self.inner.call(req));
         };
+        if self.per_route {
+            return reject(BatchError::MountedInsideRouter);
+        }
         let formats = self.config.formats_of(Some(route));
         if req.method() == Method::OPTIONS {
             return ResponseFuture::reject(options(&self.config, formats));
@@ -136,6 +142,15 @@ where
             service, nested, config, format, mime, req,
         )))
     }
+}
+
+/// Whether the layer is being applied to a single route of an axum router, as
+/// `Router::layer` does: axum hands each layer its `Route` type (one handler, or the fallback),
+/// after routing. Items sent there could only ever reach that one handler, so such a batch is
+/// refused with words that name the fix. Found by the type's name, as axum's `Route` is not a
+/// type this crate can name without depending on axum.
+fn is_axum_route<S>() -> bool {
+    std::any::type_name::<S>().starts_with("axum::routing::route::Route")
 }
 
 /// The answer to `OPTIONS` on a batch path: what may be sent there, and the limits a client
