@@ -15,7 +15,6 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 #[path = "../farm/app.rs"]
-#[allow(dead_code)]
 mod farm;
 
 /// The largest request body, batch or not. The batch layer has its own limit
