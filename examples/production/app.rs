@@ -88,6 +88,7 @@ pub fn app(token: &str, public_origin: Option<&str>) -> Router {
 }
 
 /// Serves the app on a free loopback port (for tests).
+#[allow(dead_code)]
 pub async fn spawn(token: &str) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
