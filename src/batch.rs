@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
+use http::{header, Request, Response};
 use http_body_util::BodyExt;
 use tower_service::Service;
 
@@ -78,6 +78,7 @@ pub(crate) async fn run_batch<S, N, ReqBody, ResBody, NestedBody>(
     service: S,
     nested: Nested<N>,
     config: Arc<Config>,
+    route: usize,
     format: Arc<dyn Format>,
     content_type: mime::Mime,
     req: Request<ReqBody>,
@@ -103,12 +104,10 @@ where
         Err(err) => return error_body(err),
     };
     let store = BatchStore::new();
-    let cx = DecodeContext {
-        parts: &parts,
-        content_type: &content_type,
-        limits: &config.limits,
-        store: &store,
-    };
+    let route = &config.routes[route];
+    let dialect = &route.dialect;
+    let cx =
+        DecodeContext::new(&parts, &content_type, &config.limits, &store).with_dialect(dialect);
     let mut items = match format.decode(&cx, bytes) {
         Ok(items) => items,
         Err(err) => return error_body(err),
@@ -126,7 +125,8 @@ where
         Ok(g) => g,
         Err(err) => return error_body(err),
     };
-    let outer = Outer::new(&parts, &config);
+    let mut outer = Outer::new(&parts, &config);
+    outer.service_root = route.service_root.clone();
     let mut budget = None;
     if let Some((limit, weigh)) = &config.budget {
         let cost: u64 = items
@@ -252,7 +252,10 @@ where
         config.limits.max_response_bytes,
     );
     let mut res = Response::new(ResponseBody::batch(body));
-    *res.status_mut() = StatusCode::OK;
+    *res.status_mut() = dialect.status();
     res.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    if let Some((name, value)) = dialect.version() {
+        res.headers_mut().insert(name.clone(), value.clone());
+    }
     res
 }

@@ -26,6 +26,8 @@ pub(crate) struct Outer {
     pub(crate) depth: usize,
     /// The enclosing batch's remaining cost budget, when this batch is nested in one.
     pub(crate) budget: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// The batch route's own service root, which overrides the layer's.
+    pub(crate) service_root: Option<String>,
 }
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -110,6 +112,7 @@ impl Outer {
             request_id,
             depth,
             budget,
+            service_root: None,
         }
     }
 }
@@ -276,7 +279,7 @@ fn check_and_inherit(
         }
     }
 
-    if let Some(root) = &config.service_root {
+    if let Some(root) = outer.service_root.as_ref().or(config.service_root.as_ref()) {
         let path = req.uri().path();
         let under = path
             .strip_prefix(root.as_str())

@@ -22,9 +22,11 @@ mod inherit;
 mod item;
 mod layer;
 mod limits;
+mod route;
 mod run;
 mod schedule;
 mod service;
+mod transaction;
 
 #[cfg(feature = "client")]
 pub mod client;
@@ -42,4 +44,6 @@ pub use future::ResponseFuture;
 pub use item::{Item, ItemMeta};
 pub use layer::BatchLayer;
 pub use limits::Limits;
+pub use route::BatchRoute;
 pub use service::Batch;
+pub use transaction::{Transact, Transaction, TransactionProvider};

@@ -216,12 +216,7 @@ mod tests {
         let parts = Request::post("/batch").body(()).unwrap().into_parts().0;
         let content_type: mime::Mime = "application/json".parse().unwrap();
         let store = BatchStore::new();
-        let cx = DecodeContext {
-            parts: &parts,
-            content_type: &content_type,
-            limits: &limits,
-            store: &store,
-        };
+        let cx = DecodeContext::new(&parts, &content_type, &limits, &store);
         Json::new().decode(&cx, Bytes::copy_from_slice(body.as_bytes()))
     }
 

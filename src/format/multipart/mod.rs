@@ -89,8 +89,11 @@ impl Format for Multipart {
         Ok(items)
     }
 
-    fn encoder(&self, _cx: &DecodeContext<'_>) -> Box<dyn Encoder> {
-        Box::new(MultipartEncoder::new(new_boundary()))
+    fn encoder(&self, cx: &DecodeContext<'_>) -> Box<dyn Encoder> {
+        Box::new(
+            MultipartEncoder::new(cx.dialect.batch_boundary())
+                .content_id_echo(cx.dialect.content_id()),
+        )
     }
 }
 
