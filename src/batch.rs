@@ -13,8 +13,10 @@ use crate::body::{BatchBody, ResponseBody};
 use crate::config::Config;
 use crate::context::{BatchContext, BatchStore};
 use crate::error::{BatchError, BoxError};
+use crate::format::dialect::ChangeSets;
 use crate::format::{self, DecodeContext, Format};
 use crate::graph::check_items;
+use crate::group;
 use crate::inherit::{self, Outer};
 use crate::item::{Item, ItemMeta};
 use crate::schedule::launcher::Launcher;
@@ -121,10 +123,25 @@ where
             limit: config.limits.max_items,
         });
     }
-    let graph = match check_items(&items) {
+    let mut graph = match check_items(&items) {
         Ok(g) => g,
         Err(err) => return error_body(err),
     };
+    if group::has_groups(&items) {
+        let rule = match route.dialect.change_set_rule() {
+            ChangeSets::Refused => group::Rule::Refused(route.dialect.name()),
+            ChangeSets::NonAtomic => group::Rule::NonAtomic,
+            _ => group::Rule::Atomic(route.transactions.clone()),
+        };
+        items = match group::fold(items, rule, || route.dialect.change_set_boundary()) {
+            Ok(items) => items,
+            Err(err) => return error_body(err),
+        };
+        graph = match check_items(&items) {
+            Ok(g) => g,
+            Err(err) => return error_body(err),
+        };
+    }
     let mut outer = Outer::new(&parts, &config);
     outer.service_root = route.service_root.clone();
     let mut budget = None;

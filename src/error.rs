@@ -107,6 +107,14 @@ pub enum BatchError {
         /// The configured budget.
         limit: u64,
     },
+    /// The batch holds a change set, and the route's dialect has none.
+    ChangeSetsRefused {
+        /// The route's dialect.
+        dialect: &'static str,
+    },
+    /// The batch holds a change set, and the route has no transactions to run it all or
+    /// nothing.
+    NoTransactions,
 }
 
 impl fmt::Display for BatchError {
@@ -166,6 +174,16 @@ impl fmt::Display for BatchError {
             BatchError::CostExceeded { cost, limit } => {
                 write!(f, "batch costs {cost}; the budget is {limit}")
             }
+            BatchError::ChangeSetsRefused { dialect } => write!(
+                f,
+                "the batch holds a change set (a multipart/mixed part), and batches here \
+                 ({dialect} rules) have none; nothing was run"
+            ),
+            BatchError::NoTransactions => write!(
+                f,
+                "the batch holds a change set, which must run all or nothing, and this service \
+                 has no transactions to run it so; nothing was run"
+            ),
         }
     }
 }
@@ -183,6 +201,7 @@ impl BatchError {
             | BatchError::PartTooLarge { .. }
             | BatchError::CostExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BatchError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            BatchError::NoTransactions => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -206,6 +225,8 @@ impl BatchError {
             BatchError::UnknownDependency { .. } => "UNKNOWN_DEPENDENCY",
             BatchError::DependencyCycle { .. } => "DEPENDENCY_CYCLE",
             BatchError::CostExceeded { .. } => "COST_EXCEEDED",
+            BatchError::ChangeSetsRefused { .. } => "CHANGE_SETS_REFUSED",
+            BatchError::NoTransactions => "NO_TRANSACTIONS",
         }
     }
 

@@ -10,6 +10,7 @@ use http::{Method, Request, StatusCode};
 use crate::config::{AuthPolicy, Config};
 use crate::context::BatchContext;
 use crate::error::ItemError;
+use crate::transaction::Transaction;
 
 /// Everything about the outer request that items inherit, computed once per batch.
 #[derive(Debug)]
@@ -431,8 +432,13 @@ fn check_and_inherit(
 
     // The outer extensions, copied with room to spare (see `reserve_extensions`).
     let extensions = req.extensions_mut();
+    // A change set's transaction is the one extension an item brings with it.
+    let tx = extensions.remove::<Transaction>();
     *extensions = outer.extensions.clone();
     extensions.insert(ctx);
+    if let Some(tx) = tx {
+        extensions.insert(tx);
+    }
     Ok(request_id)
 }
 

@@ -18,6 +18,7 @@ mod error;
 pub mod format;
 mod future;
 mod graph;
+mod group;
 mod inherit;
 mod item;
 mod layer;

@@ -13,7 +13,7 @@
 //! an item beyond the window past what the body has emitted.
 
 mod lanes;
-mod launch;
+pub(crate) mod launch;
 pub(crate) mod launcher;
 
 use std::collections::VecDeque;

@@ -9,7 +9,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use crate::format::Encoder;
-use crate::item::ItemMeta;
+use crate::item::{GroupAnswers, ItemMeta};
 
 /// A fresh random boundary: `batch_` and 32 hex digits.
 pub fn new_boundary() -> String {
@@ -67,6 +67,40 @@ impl MultipartEncoder {
     }
 }
 
+impl MultipartEncoder {
+    fn content_id<'a>(&self, meta: &'a ItemMeta) -> ContentId<'a> {
+        match (&meta.echo, &meta.id, self.echo) {
+            (Some(raw), _, ContentIdEcho::ResponsePrefix) => ContentId::Raw(raw),
+            (Some(raw), _, ContentIdEcho::AsSent) => ContentId::AsSent(raw),
+            (None, Some(id), ContentIdEcho::ResponsePrefix) => ContentId::Angled(id),
+            (None, Some(id), ContentIdEcho::AsSent) => ContentId::AngledAsSent(id),
+            (None, None, _) => ContentId::None,
+        }
+    }
+
+    /// A change set's answer: a nested `multipart/mixed` of its items' answers, or, when it
+    /// failed, the failing answer alone, as a part of the batch.
+    fn change_set(&self, group: &GroupAnswers, out: &mut BytesMut) {
+        if group.failed {
+            for (meta, res) in &group.answers {
+                write_part(&self.boundary, self.content_id(meta), res, out);
+            }
+            return;
+        }
+        out.put_slice(b"--");
+        out.put_slice(self.boundary.as_bytes());
+        out.put_slice(b"\r\nContent-Type: multipart/mixed; boundary=");
+        out.put_slice(group.boundary.as_bytes());
+        out.put_slice(b"\r\n\r\n");
+        for (meta, res) in &group.answers {
+            write_part(&group.boundary, self.content_id(meta), res, out);
+        }
+        out.put_slice(b"--");
+        out.put_slice(group.boundary.as_bytes());
+        out.put_slice(b"--\r\n");
+    }
+}
+
 impl Encoder for MultipartEncoder {
     fn content_type(&self) -> HeaderValue {
         HeaderValue::try_from(format!("multipart/mixed; boundary={}", self.boundary))
@@ -74,15 +108,12 @@ impl Encoder for MultipartEncoder {
     }
 
     fn item(&mut self, meta: &ItemMeta, response: &Response<Bytes>, out: &mut BytesMut) {
+        if let Some(group) = response.extensions().get::<GroupAnswers>() {
+            self.change_set(group, out);
+            return;
+        }
         // The decoder keeps the raw `Content-ID` only when it is not the plain `<id>`.
-        let content_id = match (&meta.echo, &meta.id, self.echo) {
-            (Some(raw), _, ContentIdEcho::ResponsePrefix) => ContentId::Raw(raw),
-            (Some(raw), _, ContentIdEcho::AsSent) => ContentId::AsSent(raw),
-            (None, Some(id), ContentIdEcho::ResponsePrefix) => ContentId::Angled(id),
-            (None, Some(id), ContentIdEcho::AsSent) => ContentId::AngledAsSent(id),
-            (None, None, _) => ContentId::None,
-        };
-        write_part(&self.boundary, content_id, response, out);
+        write_part(&self.boundary, self.content_id(meta), response, out);
     }
 
     fn end(&mut self, out: &mut BytesMut) {

@@ -1,0 +1,257 @@
+//! Change sets: items that commit or roll back together, through the application's
+//! transactions. A stage between `inherit` and `schedule`: [`fold`] turns the items of each
+//! change set into one scheduler slot, and [`run`] is that slot's future.
+//!
+//! A change set's items run in order, one after another. Each sees the change set's
+//! [`Transaction`] among its request extensions. When every item answered 2xx, the transaction
+//! commits and the change set is answered with every item's answer. On anything else (an answer
+//! that is not 2xx, which a panic, a timeout or an oversized answer also become; an item that
+//! could not be decoded; a commit that fails) the transaction rolls back, the items after the
+//! failing one do not run, and the change set is answered with the failing response alone, as
+//! OData says. When the batch's client leaves, the dropped change set rolls back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode, Uri};
+
+use crate::error::{error_response, BatchError, ItemError};
+use crate::item::{GroupAnswers, Item, ItemMeta};
+use crate::schedule::launch::Launch;
+use crate::transaction::{Transaction, TransactionProvider};
+
+/// One change set, folded into the request of the slot that runs it (as an extension).
+#[derive(Clone)]
+pub(crate) struct GroupRun {
+    items: Arc<std::sync::Mutex<Vec<Member>>>,
+    provider: Option<Arc<dyn TransactionProvider>>,
+    boundary: String,
+}
+
+/// One item of a change set.
+struct Member {
+    request: Result<Request<Bytes>, ItemError>,
+    meta: ItemMeta,
+}
+
+/// Whether any item is in a change set.
+pub(crate) fn has_groups(items: &[Item]) -> bool {
+    items.iter().any(|i| i.group.is_some())
+}
+
+/// What a route does with change sets, as the fold needs it.
+pub(crate) enum Rule {
+    Refused(&'static str),
+    Atomic(Option<Arc<dyn TransactionProvider>>),
+    NonAtomic,
+}
+
+/// Turns each change set's items into one item that runs them all, after checking that the
+/// route takes change sets at all. `boundary` makes each change set's answer boundary.
+pub(crate) fn fold(
+    items: Vec<Item>,
+    rule: Rule,
+    boundary: impl Fn() -> String,
+) -> Result<Vec<Item>, BatchError> {
+    let provider = match rule {
+        Rule::Refused(dialect) => return Err(BatchError::ChangeSetsRefused { dialect }),
+        Rule::Atomic(None) => return Err(BatchError::NoTransactions),
+        Rule::Atomic(Some(p)) => Some(p),
+        Rule::NonAtomic => None,
+    };
+    let mut out: Vec<Item> = Vec::with_capacity(items.len());
+    let mut current: Option<(u32, Vec<Member>)> = None;
+    let mut index = 0;
+    let flush = |current: &mut Option<(u32, Vec<Member>)>, out: &mut Vec<Item>| {
+        if let Some((_, members)) = current.take() {
+            let run = GroupRun {
+                items: Arc::new(std::sync::Mutex::new(members)),
+                provider: provider.clone(),
+                boundary: boundary(),
+            };
+            let mut req = Request::new(Bytes::new());
+            req.extensions_mut().insert(run);
+            out.push(Item::new(req));
+        }
+    };
+    for mut item in items {
+        match item.group {
+            None => {
+                flush(&mut current, &mut out);
+                out.push(item);
+            }
+            Some(g) => {
+                if current.as_ref().is_some_and(|(cg, _)| *cg != g) {
+                    flush(&mut current, &mut out);
+                }
+                let members = &mut current.get_or_insert_with(|| (g, Vec::new())).1;
+                let meta = item.take_meta(index);
+                index += 1;
+                members.push(Member {
+                    request: item.request,
+                    meta,
+                });
+            }
+        }
+    }
+    flush(&mut current, &mut out);
+    Ok(out)
+}
+
+/// Rolls the transaction back when the change set is dropped before it finished (the client
+/// left, the batch timed out).
+struct Guard(Option<Transaction>);
+
+impl Guard {
+    fn take(&mut self) -> Option<Transaction> {
+        self.0.take()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let rollback = tx.rollback();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    if let Err(err) = rollback.await {
+                        tracing::warn!(error = %err, "change set rollback failed");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Replaces a leading `$<Content-ID>` segment with the `Location` of that earlier item's
+/// answer.
+fn resolve_reference(req: &mut Request<Bytes>, locations: &HashMap<Arc<str>, String>) {
+    let path = req.uri().path();
+    let Some(rest) = path.strip_prefix("/$").or_else(|| path.strip_prefix('$')) else {
+        return;
+    };
+    let (id, tail) = rest.split_once('/').map_or((rest, ""), |(a, b)| (a, b));
+    let Some(location) = locations.get(id) else {
+        return;
+    };
+    let mut target = location.trim_end_matches('/').to_owned();
+    if !tail.is_empty() {
+        target.push('/');
+        target.push_str(tail);
+    }
+    if let Some(q) = req.uri().query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    if let Ok(uri) = Uri::try_from(target) {
+        *req.uri_mut() = uri;
+    }
+}
+
+fn answer(
+    index: usize,
+    boundary: String,
+    answers: Vec<(ItemMeta, Response<Bytes>)>,
+    failed: bool,
+) -> (usize, Response<Bytes>) {
+    let status = if failed {
+        answers
+            .first()
+            .map_or(StatusCode::INTERNAL_SERVER_ERROR, |(_, r)| r.status())
+    } else {
+        StatusCode::OK
+    };
+    let mut res = Response::new(Bytes::new());
+    *res.status_mut() = status;
+    res.extensions_mut().insert(GroupAnswers {
+        boundary,
+        answers,
+        failed,
+    });
+    (index, res)
+}
+
+/// Runs one change set in slot `index`: begin, each item in order, then commit or roll back.
+pub(crate) async fn run(
+    mut launcher: Box<dyn Launch>,
+    index: usize,
+    group: GroupRun,
+    span: tracing::Span,
+) -> (usize, Response<Bytes>) {
+    let members = std::mem::take(&mut *group.items.lock().unwrap_or_else(|e| e.into_inner()));
+    // An item that could not be decoded fails the change set before anything runs.
+    if let Some(pos) = members.iter().position(|m| m.request.is_err()) {
+        let mut members = members;
+        let m = members.swap_remove(pos);
+        let res = match m.request {
+            Err(err) => err.to_response(),
+            Ok(_) => unreachable!("found as an error"),
+        };
+        return answer(index, group.boundary, vec![(m.meta, res)], true);
+    }
+    let mut guard = Guard(None);
+    if let Some(provider) = &group.provider {
+        match provider.begin().await {
+            Ok(tx) => guard.0 = Some(tx),
+            Err(err) => {
+                tracing::warn!(parent: &span, error = %err, "change set transaction did not begin");
+                let res = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "the change set's transaction could not begin: {err}; nothing was run"
+                    ),
+                );
+                let meta = members.into_iter().next().map(|m| m.meta);
+                let answers = meta.map(|m| (m, res)).into_iter().collect();
+                return answer(index, group.boundary, answers, true);
+            }
+        }
+    }
+    let mut locations: HashMap<Arc<str>, String> = HashMap::new();
+    let mut answers = Vec::with_capacity(members.len());
+    for member in members {
+        let Ok(mut req) = member.request else {
+            unreachable!("checked above")
+        };
+        resolve_reference(&mut req, &locations);
+        if let Some(tx) = &guard.0 {
+            req.extensions_mut().insert(tx.clone());
+        }
+        let id = member.meta.id.clone();
+        let (_, res) = launcher.launch(index, req, span.clone(), id.clone()).await;
+        if !res.status().is_success() {
+            if let Some(tx) = guard.take() {
+                if let Err(err) = tx.rollback().await {
+                    tracing::warn!(parent: &span, error = %err, "change set rollback failed");
+                }
+            }
+            return answer(index, group.boundary, vec![(member.meta, res)], true);
+        }
+        if let (Some(id), Some(location)) = (
+            id,
+            res.headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok()),
+        ) {
+            locations.insert(id, location.to_owned());
+        }
+        answers.push((member.meta, res));
+    }
+    if let Some(tx) = guard.take() {
+        if let Err(err) = tx.commit().await {
+            // A commit that fails leaves nothing committed; the transaction is not used again.
+            tracing::warn!(parent: &span, error = %err, "change set commit failed");
+            let res = error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!(
+                    "the change set's transaction failed to commit: {err}; nothing of it was kept"
+                ),
+            );
+            let meta = answers.pop().map(|(m, _)| m);
+            let answers = meta.map(|m| (m, res)).into_iter().collect();
+            return answer(index, group.boundary, answers, true);
+        }
+    }
+    answer(index, group.boundary, answers, false)
+}
