@@ -142,6 +142,10 @@ where
             Err(err) => return error_body(err),
         };
     }
+    let go_on = group::continue_on_error(&parts.headers);
+    if dialect.stops_on_error() && !go_on && items.len() > 1 {
+        graph = Some(group::chain(graph, items.len()));
+    }
     let mut outer = Outer::new(&parts, &config);
     outer.service_root = route.service_root.clone();
     let mut budget = None;
@@ -273,6 +277,12 @@ where
     res.headers_mut().insert(header::CONTENT_TYPE, content_type);
     if let Some((name, value)) = dialect.version() {
         res.headers_mut().insert(name.clone(), value.clone());
+    }
+    if dialect.stops_on_error() && go_on {
+        res.headers_mut().insert(
+            http::HeaderName::from_static("preference-applied"),
+            http::HeaderValue::from_static("odata.continue-on-error"),
+        );
     }
     res
 }

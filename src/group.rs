@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http::{header, Request, Response, StatusCode, Uri};
 
 use crate::error::{error_response, BatchError, ItemError};
+use crate::graph::Graph;
 use crate::item::{GroupAnswers, Item, ItemMeta};
 use crate::schedule::launch::Launch;
 use crate::transaction::{Transaction, TransactionProvider};
@@ -254,4 +255,44 @@ pub(crate) async fn run(
         }
     }
     answer(index, group.boundary, answers, false)
+}
+
+/// Whether the batch asked, with `Prefer`, to run every item whatever fails before it.
+pub(crate) fn continue_on_error(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| {
+            let p = p.trim();
+            let (name, value) = p.split_once('=').map_or((p, "true"), |(n, v)| (n, v));
+            let name = name.trim();
+            (name.eq_ignore_ascii_case("odata.continue-on-error")
+                || name.eq_ignore_ascii_case("continue-on-error"))
+                && value.trim().trim_matches('"').eq_ignore_ascii_case("true")
+        })
+}
+
+/// The answer of an item that did not run because an item before it failed.
+pub(crate) const NOT_RUN: &str = "not run: an earlier item of the batch failed, and the batch \
+     did not ask to go on (send `Prefer: odata.continue-on-error` to run every item)";
+
+/// Makes each of `n` items wait for the one before it, on top of the dependencies already
+/// there: a failure then stops everything after it, as OData asks of a batch that does not
+/// continue on error.
+pub(crate) fn chain(graph: Option<Graph>, n: usize) -> Graph {
+    let mut graph = graph.unwrap_or_else(|| Graph {
+        dependents: vec![Vec::new(); n],
+        remaining: vec![0; n],
+        not_run: NOT_RUN,
+    });
+    graph.not_run = NOT_RUN;
+    for i in 1..n {
+        if !graph.dependents[i - 1].contains(&i) {
+            graph.dependents[i - 1].push(i);
+            graph.remaining[i] += 1;
+        }
+    }
+    graph
 }

@@ -251,3 +251,48 @@ async fn route_order_does_not_matter() {
         }
     }
 }
+
+#[tokio::test]
+async fn odata_stops_at_the_first_failure_unless_asked_to_go_on() {
+    let addr = spawn(layer()).await;
+    let items = body(
+        "b",
+        &[
+            ("1", "GET animals/pony HTTP/1.1"),
+            ("2", "GET nowhere HTTP/1.1"),
+            ("3", "GET animals/cow HTTP/1.1"),
+        ],
+    );
+    let ct = "multipart/mixed; boundary=b";
+    let raw = post(addr, "/odata/v4/farm/v1/$batch", ct, items.clone(), &[]).await;
+    assert!(raw.headers.get("preference-applied").is_none());
+    let (_, parts) = read(&raw).await;
+    assert_eq!(parts[0].status_line, "HTTP/1.1 200 OK");
+    assert_eq!(parts[1].status_line, "HTTP/1.1 404 Not Found");
+    assert_eq!(parts[2].status_line, "HTTP/1.1 424 Failed Dependency");
+    assert!(
+        parts[2].text.contains("not run: an earlier item"),
+        "{}",
+        parts[2].text
+    );
+
+    let prefer = [("prefer", "odata.continue-on-error")];
+    let raw = post(addr, "/odata/v4/farm/v1/$batch", ct, items.clone(), &prefer).await;
+    assert_eq!(raw.headers["preference-applied"], "odata.continue-on-error");
+    let (_, parts) = read(&raw).await;
+    assert_eq!(parts[1].status_line, "HTTP/1.1 404 Not Found");
+    assert_eq!(parts[2].status_line, "HTTP/1.1 200 OK");
+
+    // Google's rules run every item, as before.
+    let raw = post(
+        addr,
+        "/batch",
+        ct,
+        items.replace("GET animals", "GET /farm/v1/animals"),
+        &[],
+    )
+    .await;
+    let (_, parts) = read(&raw).await;
+    assert_eq!(parts[2].status_line, "HTTP/1.1 200 OK");
+    assert!(raw.headers.get("preference-applied").is_none());
+}
