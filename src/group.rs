@@ -63,6 +63,7 @@ pub(crate) fn fold(
     };
     let mut out: Vec<Item> = Vec::with_capacity(items.len());
     let mut current: Option<(u32, Vec<Member>)> = None;
+    let mut done: std::collections::HashSet<u32> = std::collections::HashSet::new();
     let mut index = 0;
     let flush = |current: &mut Option<(u32, Vec<Member>)>, out: &mut Vec<Item>| {
         if let Some((_, members)) = current.take() {
@@ -85,6 +86,13 @@ pub(crate) fn fold(
             Some(g) => {
                 if current.as_ref().is_some_and(|(cg, _)| *cg != g) {
                     flush(&mut current, &mut out);
+                }
+                if current.is_none() && !done.insert(g) {
+                    return Err(BatchError::Malformed {
+                        reason: "the requests of one change set (atomicity group) must follow \
+                                 each other"
+                            .into(),
+                    });
                 }
                 let members = &mut current.get_or_insert_with(|| (g, Vec::new())).1;
                 let meta = item.take_meta(index);

@@ -543,3 +543,69 @@ async fn change_set_items_count_against_max_items() {
     assert_eq!(raw.json()["error"]["reason"], "TOO_MANY_ITEMS");
     assert!(store.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn json_atomicity_groups_use_the_same_transactions() {
+    let s = serve(false).await;
+    let send_json = |body: serde_json::Value| {
+        post(
+            s.addr,
+            "/odata/$batch",
+            "application/json",
+            body.to_string(),
+            &[],
+        )
+    };
+    let ok = send_json(serde_json::json!({"requests": [
+        {"id": "1", "atomicityGroup": "g1", "method": "POST", "url": "/things/a",
+         "headers": {"content-type": "text/plain"}, "body": "one"},
+        {"id": "2", "atomicityGroup": "g1", "method": "POST", "url": "$1/tag"},
+        {"id": "3", "method": "GET", "url": "/things/a"},
+    ]}))
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.headers["odata-version"], "4.0");
+    let v = ok.json();
+    let r = v["responses"].as_array().unwrap();
+    assert_eq!(r.len(), 3, "{v}");
+    assert_eq!(r[0]["atomicityGroup"], "g1");
+    assert_eq!(r[1]["atomicityGroup"], "g1");
+    assert_eq!(r[1]["body"], "tagged a");
+    assert_eq!(r[2]["status"], 200);
+    assert!(r[2].get("atomicityGroup").is_none());
+
+    let failed = send_json(serde_json::json!({"requests": [
+        {"id": "1", "atomicityGroup": "g2", "method": "POST", "url": "/things/b",
+         "headers": {"content-type": "text/plain"}, "body": "two"},
+        {"id": "2", "atomicityGroup": "g2", "method": "GET", "url": "/fail/422"},
+    ]}))
+    .await;
+    let v = failed.json();
+    let r = v["responses"].as_array().unwrap();
+    assert_eq!(r.len(), 1, "{v}");
+    assert_eq!(r[0]["id"], "2");
+    assert_eq!(r[0]["status"], 422);
+    assert!(!s.store.lock().unwrap().contains_key("b"));
+    let c = s.counts.lock().unwrap();
+    assert_eq!((c.begun, c.committed, c.rolled_back), (2, 1, 1));
+}
+
+#[tokio::test]
+async fn atomicity_groups_must_be_adjacent() {
+    let s = serve(false).await;
+    let raw = post(
+        s.addr,
+        "/odata/$batch",
+        "application/json",
+        serde_json::json!({"requests": [
+            {"id": "1", "atomicityGroup": "g1", "method": "GET", "url": "/things/a"},
+            {"id": "2", "method": "GET", "url": "/things/a"},
+            {"id": "3", "atomicityGroup": "g1", "method": "GET", "url": "/things/a"},
+        ]})
+        .to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(raw.status, 400, "{}", raw.text());
+    assert!(raw.text().contains("must follow each other"));
+}
