@@ -253,7 +253,11 @@ impl Config {
     }
 
     pub(crate) fn is_batch_path(&self, path: &str) -> bool {
-        self.routes.iter().any(|r| r.matches_path(path))
+        // A route with a test on the request cannot be told from an item's path alone; its
+        // batches are posted to ordinary paths (Azure Storage's `/{container}`).
+        self.routes
+            .iter()
+            .any(|r| r.when.is_none() && r.matches_path(path))
     }
 }
 

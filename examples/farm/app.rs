@@ -36,6 +36,9 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+#[path = "dialects.rs"]
+mod dialects;
+
 /// The longest sleep `/farm/v1/slow/{ms}` accepts.
 pub const MAX_SLOW_MS: u64 = 60_000;
 
@@ -437,7 +440,10 @@ async fn require_token(token: Arc<str>, req: Request, next: Next) -> Response {
 /// `/farm/...` call needs `Authorization: Bearer <token>`. Each call gets its
 /// own fresh in-memory farm.
 pub fn api(token: Option<String>) -> Router {
-    let animals: Animals = Arc::new(Mutex::new(initial_animals()));
+    api_on(token, Arc::new(Mutex::new(initial_animals())))
+}
+
+fn api_on(token: Option<String>, animals: Animals) -> Router {
     let router = Router::new()
         .route("/farm/v1/animals", get(list_animals).post(insert_animal))
         .route(
@@ -460,11 +466,13 @@ pub fn api(token: Option<String>) -> Router {
     }
 }
 
-/// The farm API with batch support at `/batch` and `/batch/farm/v1`.
+/// The farm API with batch support in every dialect (see `dialects.rs`):
+/// Google's at `/batch` and `/batch/farm/v1`, OData 4 and 2 at
+/// `/odata/v4/farm/v1/$batch` and `/odata/v2/farm/v1/$batch`, Azure
+/// Storage's at `POST /farm/v1?restype=container&comp=batch`.
 pub fn app(token: Option<String>) -> Router {
-    http_batch::BatchLayer::new()
-        .paths(["/batch", "/batch/farm/v1"])
-        .wrap_router(api(token))
+    let animals: Animals = Arc::new(Mutex::new(initial_animals()));
+    dialects::layer(animals.clone()).wrap_router(api_on(token, animals))
 }
 
 /// Serves [`app`] on 127.0.0.1 at a free port in a tokio task; returns the
