@@ -59,7 +59,7 @@ if ! (cd "$DIR" && "$NPM" ci --no-audit --no-fund --loglevel=error >&2); then
 fi
 
 # A broken install is a real failure, not a skip.
-(cd "$DIR" && node -e 'require("@microsoft/microsoft-graph-client")') >&2
+(cd "$DIR" && node -e 'require("@microsoft/microsoft-graph-client"); require("@odata/client")') >&2
 
 printf '%s' "$WANT" >"$STAMP"
 echo "$DIR/node_modules"

@@ -1,9 +1,13 @@
 //! Real OData clients against OData services served with the dialects' routes:
 //! SAP's `pyodata` (Python, OData 2) sends a batch with a change set, which is answered `202`
-//! and whose change set it parses, and a change set that fails, which leaves nothing behind.
+//! and whose change set it parses, and a change set that fails, which leaves nothing behind;
+//! `@odata/client` (npm, OData 4) sends multipart and JSON batches with relative item URLs and
+//! change sets (atomicity groups in JSON).
 //!
-//! The test installs the client itself in the interop virtualenv (`scripts/python-venv.sh`,
-//! pinned versions, instant when already there).
+//! The tests install the clients themselves: `pyodata` in the interop virtualenv
+//! (`scripts/python-venv.sh`), `@odata/client` under `target/js` (`scripts/js-deps.sh`, which
+//! makes the test a skip, saying why, only when npm cannot reach the registry or Node.js cannot
+//! be had); pinned versions, instant when already there.
 
 mod support;
 
@@ -77,6 +81,7 @@ fn odata_error(status: StatusCode, message: &str) -> Response {
 
 /// `Animals('name')` and `Animals` of an OData 2 service, in OData 2's JSON (`{"d": ...}`).
 async fn animals(
+    root: &'static str,
     store: Store,
     method: Method,
     rest: String,
@@ -113,7 +118,7 @@ async fn animals(
             map.insert(name.to_owned(), age);
             (
                 StatusCode::CREATED,
-                [("location", format!("/odata/v2/farm/v1/Animals('{name}')"))],
+                [("location", format!("{root}/Animals('{name}')"))],
                 Json(entity(name, age)),
             )
                 .into_response()
@@ -122,23 +127,26 @@ async fn animals(
     }
 }
 
-async fn spawn_v2() -> std::net::SocketAddr {
+/// An OData service at `root` (`/odata/v2/farm/v1`, say) with its batches at `{root}/$batch`.
+async fn spawn(root: &'static str, dialect: Dialect) -> std::net::SocketAddr {
     let store: Store = Arc::new(Mutex::new(BTreeMap::from([("pony".to_owned(), 34)])));
     let handler_store = store.clone();
     let api = Router::new().route(
-        "/odata/v2/farm/v1/{*rest}",
+        &format!("{root}/{{*rest}}"),
         any(
             move |method: Method,
                   Path(rest): Path<String>,
                   tx: Option<Extension<Transaction>>,
-                  body: Bytes| animals(handler_store.clone(), method, rest, tx, body),
+                  body: Bytes| {
+                animals(root, handler_store.clone(), method, rest, tx, body)
+            },
         ),
     );
     let app = BatchLayer::new()
         .route(
-            BatchRoute::path("/odata/v2/farm/v1/$batch")
-                .dialect(Dialect::odata_v2())
-                .service_root("/odata/v2/farm/v1")
+            BatchRoute::path(format!("{root}/$batch"))
+                .dialect(dialect)
+                .service_root(root)
                 .transactions(Copies(store)),
         )
         .wrap_router(api);
@@ -167,7 +175,7 @@ async fn python() -> String {
 
 #[tokio::test]
 async fn pyodata_sends_a_change_set_answered_202_and_parses_it() {
-    let addr = spawn_v2().await;
+    let addr = spawn("/odata/v2/farm/v1", Dialect::odata_v2()).await;
     let out = Command::new(python().await)
         .arg(root().join("tests/python/pyodata_batch.py"))
         .arg(addr.to_string())
@@ -188,4 +196,70 @@ async fn pyodata_sends_a_change_set_answered_202_and_parses_it() {
         "the failed change set's first create is not kept"
     );
     assert_eq!(report["goat"], 1);
+}
+
+/// Runs `scripts/js-deps.sh`; `None` when the JS client cannot be had here (exit status 75).
+async fn node_modules() -> Option<PathBuf> {
+    let out = Command::new("bash")
+        .arg(root().join("scripts/js-deps.sh"))
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("run scripts/js-deps.sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => {}
+        Some(75) => {
+            eprintln!(
+                "SKIPPED @odata/client interop, the client cannot be installed here:\n{stderr}"
+            );
+            return None;
+        }
+        _ => panic!("scripts/js-deps.sh failed ({}):\n{stderr}", out.status),
+    }
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    Some(PathBuf::from(
+        stdout.lines().last().expect("node_modules path").trim(),
+    ))
+}
+
+#[tokio::test]
+async fn odata_js_client_sends_multipart_and_json_batches_with_change_sets() {
+    let Some(modules) = node_modules().await else {
+        return;
+    };
+    let addr = spawn("/odata/v4/farm/v1", Dialect::odata_v4()).await;
+    let out = Command::new("node")
+        .arg(root().join("tests/js/odata_batch.mjs"))
+        .arg(addr.to_string())
+        .env("NODE_PATH", &modules)
+        .current_dir(std::env::temp_dir())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .expect("run node tests/js/odata_batch.mjs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "odata_batch.mjs failed:\n{stdout}");
+    let r: Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stdout}"));
+    eprintln!("{r:#}");
+    assert_eq!(r["ok"], true, "{r:#}");
+    let statuses = |key: &str| -> Vec<u64> {
+        r[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}: {r:#}"))
+            .iter()
+            .map(|x| x["status"].as_u64().unwrap())
+            .collect()
+    };
+    // Multipart: the read, then the write's change set, read through its nested multipart.
+    assert_eq!(statuses("multipart"), [200, 201], "{r:#}");
+    assert_eq!(r["multipart"][0]["body"]["d"]["Name"], "pony");
+    assert_eq!(r["multipart"][1]["body"]["d"]["Name"], "goat");
+    assert_eq!(statuses("multipartFailed"), [409], "{r:#}");
+    // JSON: the group's two creates, then the read after them.
+    assert_eq!(statuses("json"), [201, 201, 200], "{r:#}");
+    assert_eq!(statuses("jsonFailed"), [409], "{r:#}");
+    // The failed group's first create was rolled back; the committed one is there.
+    assert_eq!(statuses("after"), [200, 404], "{r:#}");
 }
