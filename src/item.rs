@@ -129,3 +129,16 @@ pub(crate) struct GroupAnswers {
     /// Whether the change set failed (and was rolled back, when it ran under a transaction).
     pub(crate) failed: bool,
 }
+
+/// How many bytes an answer's body holds, a change set's answers counted in full (the one
+/// response that stands for a change set has an empty body of its own).
+pub(crate) fn answer_len(response: &http::Response<Bytes>) -> usize {
+    match response.extensions().get::<GroupAnswers>() {
+        Some(group) => group
+            .answers
+            .iter()
+            .map(|(_, r)| r.body().len() + 256)
+            .sum(),
+        None => response.body().len(),
+    }
+}

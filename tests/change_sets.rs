@@ -609,3 +609,32 @@ async fn atomicity_groups_must_be_adjacent() {
     assert_eq!(raw.status, 400, "{}", raw.text());
     assert!(raw.text().contains("must follow each other"));
 }
+
+#[tokio::test]
+async fn a_change_set_counts_against_the_response_limit() {
+    let store: Store = Arc::default();
+    let provider = Provider {
+        store: store.clone(),
+        counts: Arc::default(),
+        fail_commit: false,
+    };
+    let layer = BatchLayer::new().max_response_bytes(1000).route(
+        BatchRoute::path("/odata/$batch")
+            .dialect(Dialect::odata_v4())
+            .transactions(provider),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = layer.wrap_router(api(store.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let items: Vec<(String, String)> = (0..6)
+        .map(|i| (i.to_string(), put(&format!("t{i}"), "x")))
+        .collect();
+    let items: Vec<(&str, &str)> = items
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let raw = send(addr, "/odata/$batch", change_set_batch(&items, &[])).await;
+    let a = answers(&raw).await;
+    assert_eq!(status(&a[0]), 507, "{a:?}");
+}
