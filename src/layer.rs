@@ -88,7 +88,10 @@ impl BatchLayer {
     /// replaces the default `/batch`; the order of the calls does not matter otherwise.
     pub fn route(mut self, route: BatchRoute) -> Self {
         if !self.paths_set {
-            self.config().routes.clear();
+            // Only the default `/batch` goes; routes added with a format of their own stay.
+            self.config()
+                .routes
+                .retain(|r| r.formats.is_some() || r.explicit);
             self.paths_set = true;
         }
         let config = self.config();
@@ -365,6 +368,22 @@ impl BatchLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_keep_format_routes_whatever_the_order() {
+        use crate::format::Multipart;
+        let a = BatchLayer::new()
+            .path_with_format("/m", Multipart::new())
+            .route(BatchRoute::path("/r"));
+        let b = BatchLayer::new()
+            .route(BatchRoute::path("/r"))
+            .path_with_format("/m", Multipart::new());
+        for layer in [a, b] {
+            assert!(layer.config.route("/m").is_some());
+            assert!(layer.config.route("/r").is_some());
+            assert!(layer.config.route("/batch").is_none());
+        }
+    }
 
     #[test]
     fn first_path_replaces_default() {
