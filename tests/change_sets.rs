@@ -638,3 +638,35 @@ async fn a_change_set_counts_against_the_response_limit() {
     let a = answers(&raw).await;
     assert_eq!(status(&a[0]), 507, "{a:?}");
 }
+
+#[tokio::test]
+async fn a_failed_change_set_stops_the_batch_unless_asked_to_go_on() {
+    let s = serve(false).await;
+    let body = || {
+        change_set_batch(
+            &[("1", &put("a", "one")), ("2", "GET /fail/400 HTTP/1.1")],
+            &[("", &put("b", "two"))],
+        )
+    };
+    let raw = send(s.addr, "/odata/$batch", body()).await;
+    let a = answers(&raw).await;
+    assert_eq!(status(&a[0]), 400);
+    assert_eq!(status(&a[1]), 424, "{a:?}");
+    assert!(s.store.lock().unwrap().is_empty());
+
+    let raw = post(
+        s.addr,
+        "/odata/$batch",
+        "multipart/mixed; boundary=batch_1",
+        body(),
+        &[("prefer", "odata.continue-on-error")],
+    )
+    .await;
+    assert_eq!(raw.headers["preference-applied"], "odata.continue-on-error");
+    let a = answers(&raw).await;
+    assert_eq!(status(&a[0]), 400);
+    assert_eq!(status(&a[1]), 201, "{a:?}");
+    let store = s.store.lock().unwrap();
+    assert_eq!(store.get("a"), None);
+    assert_eq!(store.get("b").map(String::as_str), Some("two"));
+}
