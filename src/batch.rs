@@ -275,8 +275,8 @@ where
     let mut res = Response::new(ResponseBody::batch(body));
     *res.status_mut() = dialect.status();
     res.headers_mut().insert(header::CONTENT_TYPE, content_type);
-    if let Some((name, value)) = dialect.version() {
-        res.headers_mut().insert(name.clone(), value.clone());
+    if let Some((name, value)) = dialect.version_for(&parts.headers) {
+        res.headers_mut().insert(name, value);
     }
     if dialect.stops_on_error() && go_on {
         res.headers_mut().insert(

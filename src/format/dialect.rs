@@ -222,6 +222,26 @@ impl Dialect {
         self.version.as_ref().map(|(n, v)| (n, v))
     }
 
+    /// The version header for an answer to a request with `headers`: an OData 4.0 dialect
+    /// answers `OData-Version: 4.01` to a client that asks for it (`OData-MaxVersion: 4.01` or
+    /// later, or `OData-Version: 4.01`).
+    pub fn version_for(&self, headers: &http::HeaderMap) -> Option<(HeaderName, HeaderValue)> {
+        let (name, value) = self.version.as_ref()?;
+        if name == "odata-version" && value == "4.0" {
+            let asks = ["odata-maxversion", "odata-version"].iter().any(|h| {
+                headers
+                    .get(*h)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .is_some_and(|v| v >= 4.01)
+            });
+            if asks {
+                return Some((name.clone(), HeaderValue::from_static("4.01")));
+            }
+        }
+        Some((name.clone(), value.clone()))
+    }
+
     /// What is done with change sets.
     pub fn change_set_rule(&self) -> ChangeSets {
         self.change_sets
@@ -280,6 +300,17 @@ mod tests {
             .change_set_boundary()
             .starts_with("changesetresponse_"));
         assert!(Dialect::google().batch_boundary().starts_with("batch_"));
+    }
+
+    #[test]
+    fn odata_4_01_where_asked() {
+        let mut h = http::HeaderMap::new();
+        let v4 = Dialect::odata_v4();
+        assert_eq!(v4.version_for(&h).unwrap().1, "4.0");
+        h.insert("odata-maxversion", HeaderValue::from_static("4.01"));
+        assert_eq!(v4.version_for(&h).unwrap().1, "4.01");
+        assert_eq!(Dialect::odata_v2().version_for(&h).unwrap().1, "2.0");
+        assert!(Dialect::google().version_for(&h).is_none());
     }
 
     #[test]
