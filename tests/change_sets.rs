@@ -670,3 +670,40 @@ async fn a_failed_change_set_stops_the_batch_unless_asked_to_go_on() {
     assert_eq!(store.get("a"), None);
     assert_eq!(store.get("b").map(String::as_str), Some("two"));
 }
+
+#[tokio::test]
+async fn rolls_back_when_the_batch_times_out() {
+    let store: Store = Arc::default();
+    let counts: Arc<Mutex<Counts>> = Arc::default();
+    let provider = Provider {
+        store: store.clone(),
+        counts: counts.clone(),
+        fail_commit: false,
+    };
+    let layer = BatchLayer::new()
+        .batch_timeout(Duration::from_millis(150))
+        .route(
+            BatchRoute::path("/odata/$batch")
+                .dialect(Dialect::odata_v4())
+                .transactions(provider),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = layer.wrap_router(api(store.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let raw = send(
+        addr,
+        "/odata/$batch",
+        change_set_batch(
+            &[("1", &put("a", "one")), ("2", "GET /slow/2000 HTTP/1.1")],
+            &[],
+        ),
+    )
+    .await;
+    let a = answers(&raw).await;
+    assert_eq!(status(&a[0]), 504, "{a:?}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(store.lock().unwrap().is_empty());
+    let c = counts.lock().unwrap();
+    assert_eq!((c.begun, c.committed, c.rolled_back), (1, 0, 1));
+}
