@@ -707,3 +707,76 @@ async fn rolls_back_when_the_batch_times_out() {
     let c = counts.lock().unwrap();
     assert_eq!((c.begun, c.committed, c.rolled_back), (1, 0, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_sets_run_in_lanes_too() {
+    let store: Store = Arc::default();
+    let counts: Arc<Mutex<Counts>> = Arc::default();
+    let provider = Provider {
+        store: store.clone(),
+        counts: counts.clone(),
+        fail_commit: false,
+    };
+    let layer = BatchLayer::new()
+        .execution(http_batch::Execution::Spawned)
+        .route(
+            BatchRoute::path("/odata/$batch")
+                .dialect(Dialect::odata_v4())
+                .transactions(provider),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = layer.wrap_router(api(store.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // Sixteen plain items around two change sets, so that the batch is shared out.
+    let mut body = String::new();
+    for i in 0..8 {
+        body.push_str(&format!(
+            "--batch_1\r\nContent-Type: application/http\r\n\r\nGET /things/none{i} HTTP/1.1\r\n"
+        ));
+    }
+    for (cs, fail) in [("cs1", false), ("cs2", true)] {
+        body.push_str(&format!(
+            "--batch_1\r\nContent-Type: multipart/mixed; boundary={cs}\r\n\r\n"
+        ));
+        body.push_str(&format!(
+            "--{cs}\r\nContent-Type: application/http\r\nContent-ID: {cs}a\r\n\r\n{}\r\n",
+            put(&format!("{cs}-a"), "1")
+        ));
+        let second = if fail {
+            "GET /fail/500 HTTP/1.1".to_owned()
+        } else {
+            put(&format!("{cs}-b"), "2")
+        };
+        body.push_str(&format!(
+            "--{cs}\r\nContent-Type: application/http\r\nContent-ID: {cs}b\r\n\r\n{second}\r\n--{cs}--\r\n"
+        ));
+    }
+    for i in 0..8 {
+        body.push_str(&format!(
+            "--batch_1\r\nContent-Type: application/http\r\n\r\nGET /things/none{i} HTTP/1.1\r\n"
+        ));
+    }
+    body.push_str("--batch_1--\r\n");
+    let raw = post(
+        addr,
+        "/odata/$batch",
+        "multipart/mixed; boundary=batch_1",
+        body,
+        &[("prefer", "odata.continue-on-error")],
+    )
+    .await;
+    let a = answers(&raw).await;
+    assert_eq!(a.len(), 18, "{a:?}");
+    assert!(
+        matches!(a[8], Answer::ChangeSet(ref inner) if inner.len() == 2),
+        "{:?}",
+        a[8]
+    );
+    assert_eq!(status(&a[9]), 500);
+    let store = store.lock().unwrap();
+    let keys: Vec<&str> = store.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["cs1-a", "cs1-b"]);
+    let c = counts.lock().unwrap();
+    assert_eq!((c.begun, c.committed, c.rolled_back), (2, 1, 1));
+}
