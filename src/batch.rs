@@ -153,7 +153,7 @@ where
         let cost: u64 = items
             .iter()
             .filter_map(|i| i.request().ok())
-            .map(|r| weigh(r))
+            .map(|r| group::weight(r, &**weigh))
             .fold(0u64, u64::saturating_add);
         match &outer.budget {
             // A nested batch spends from what the enclosing batch has left.

@@ -108,6 +108,24 @@ pub(crate) fn fold(
     Ok(out)
 }
 
+/// An item's weight against the cost budget: a change set weighs what its items weigh.
+pub(crate) fn weight(
+    req: &Request<Bytes>,
+    weigh: &(dyn Fn(&Request<Bytes>) -> u64 + Send + Sync),
+) -> u64 {
+    match req.extensions().get::<GroupRun>() {
+        Some(run) => run
+            .items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|m| m.request.as_ref().ok())
+            .map(weigh)
+            .fold(0u64, u64::saturating_add),
+        None => weigh(req),
+    }
+}
+
 /// Rolls the transaction back when the change set is dropped before it finished (the client
 /// left, the batch timed out).
 struct Guard(Option<Transaction>);

@@ -780,3 +780,38 @@ async fn change_sets_run_in_lanes_too() {
     let c = counts.lock().unwrap();
     assert_eq!((c.begun, c.committed, c.rolled_back), (2, 1, 1));
 }
+
+#[tokio::test]
+async fn change_set_items_count_against_the_cost_budget() {
+    let store: Store = Arc::default();
+    let provider = Provider {
+        store: store.clone(),
+        counts: Arc::default(),
+        fail_commit: false,
+    };
+    let layer = BatchLayer::new().cost_budget(2).route(
+        BatchRoute::path("/odata/$batch")
+            .dialect(Dialect::odata_v4())
+            .transactions(provider),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = layer.wrap_router(api(store.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let raw = send(
+        addr,
+        "/odata/$batch",
+        change_set_batch(
+            &[
+                ("1", &put("a", "1")),
+                ("2", &put("b", "2")),
+                ("3", &put("c", "3")),
+            ],
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(raw.status, 413, "{}", raw.text());
+    assert_eq!(raw.json()["error"]["reason"], "COST_EXCEEDED");
+    assert!(store.lock().unwrap().is_empty());
+}
