@@ -442,6 +442,17 @@ async fn rolls_back_when_the_commit_fails() {
     assert!(s.store.lock().unwrap().is_empty());
 }
 
+/// Waits up to 5 s for `done`.
+async fn wait_for(done: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting");
+}
+
 #[tokio::test]
 async fn rolls_back_when_the_client_leaves() {
     use tokio::io::AsyncWriteExt;
@@ -458,10 +469,11 @@ async fn rolls_back_when_the_client_leaves() {
     );
     conn.write_all(head.as_bytes()).await.unwrap();
     conn.write_all(body.as_bytes()).await.unwrap();
-    // Leave while the second item sleeps.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Leave while the second item sleeps (it sleeps for 250 ms once the change set has begun).
+    wait_for(|| s.counts.lock().unwrap().begun == 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     drop(conn);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_for(|| s.counts.lock().unwrap().rolled_back == 1).await;
     let c = s.counts.lock().unwrap();
     assert_eq!((c.begun, c.committed, c.rolled_back), (1, 0, 1));
     assert!(s.store.lock().unwrap().is_empty());
@@ -702,7 +714,7 @@ async fn rolls_back_when_the_batch_times_out() {
     .await;
     let a = answers(&raw).await;
     assert_eq!(status(&a[0]), 504, "{a:?}");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_for(|| counts.lock().unwrap().rolled_back == 1).await;
     assert!(store.lock().unwrap().is_empty());
     let c = counts.lock().unwrap();
     assert_eq!((c.begun, c.committed, c.rolled_back), (1, 0, 1));
