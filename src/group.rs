@@ -208,14 +208,15 @@ pub(crate) async fn run(
 ) -> (usize, Response<Bytes>) {
     let members = std::mem::take(&mut *group.items.lock().unwrap_or_else(|e| e.into_inner()));
     // An item that could not be decoded fails the change set before anything runs.
-    if let Some(pos) = members.iter().position(|m| m.request.is_err()) {
-        let mut members = members;
-        let m = members.swap_remove(pos);
-        let res = match m.request {
-            Err(err) => err.to_response(),
-            Ok(_) => unreachable!("found as an error"),
-        };
-        return answer(index, group.boundary, vec![(m.meta, res)], true);
+    let mut ready = Vec::with_capacity(members.len());
+    for member in members {
+        match member.request {
+            Ok(req) => ready.push((req, member.meta)),
+            Err(err) => {
+                let answers = vec![(member.meta, err.to_response())];
+                return answer(index, group.boundary, answers, true);
+            }
+        }
     }
     let mut guard = Guard(None);
     if let Some(provider) = &group.provider {
@@ -229,23 +230,20 @@ pub(crate) async fn run(
                         "the change set's transaction could not begin: {err}; nothing was run"
                     ),
                 );
-                let meta = members.into_iter().next().map(|m| m.meta);
+                let meta = ready.into_iter().next().map(|(_, meta)| meta);
                 let answers = meta.map(|m| (m, res)).into_iter().collect();
                 return answer(index, group.boundary, answers, true);
             }
         }
     }
     let mut locations: HashMap<Arc<str>, String> = HashMap::new();
-    let mut answers = Vec::with_capacity(members.len());
-    for member in members {
-        let Ok(mut req) = member.request else {
-            unreachable!("checked above")
-        };
+    let mut answers = Vec::with_capacity(ready.len());
+    for (mut req, meta) in ready {
         resolve_reference(&mut req, &locations);
         if let Some(tx) = &guard.0 {
             req.extensions_mut().insert(tx.clone());
         }
-        let id = member.meta.id.clone();
+        let id = meta.id.clone();
         let (_, res) = launcher.launch(index, req, span.clone(), id.clone()).await;
         if !res.status().is_success() {
             if let Some(tx) = guard.take() {
@@ -253,7 +251,7 @@ pub(crate) async fn run(
                     tracing::warn!(parent: &span, error = %err, "change set rollback failed");
                 }
             }
-            return answer(index, group.boundary, vec![(member.meta, res)], true);
+            return answer(index, group.boundary, vec![(meta, res)], true);
         }
         if let (Some(id), Some(location)) = (
             id,
@@ -263,7 +261,7 @@ pub(crate) async fn run(
         ) {
             locations.insert(id, location.to_owned());
         }
-        answers.push((member.meta, res));
+        answers.push((meta, res));
     }
     if let Some(tx) = guard.take() {
         if let Err(err) = tx.commit().await {
