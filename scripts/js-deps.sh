@@ -60,7 +60,7 @@ if ! (cd "$DIR" && "$NPM" ci --no-audit --no-fund --loglevel=error >&2); then
 fi
 
 # A broken install is a real failure, not a skip.
-(cd "$DIR" && node -e 'require("@microsoft/microsoft-graph-client"); require("playwright-core")') >&2
+(cd "$DIR" && node -e 'require("@microsoft/microsoft-graph-client"); require("playwright-core"); require("@odata/client")') >&2
 
 printf '%s' "$WANT" >"$STAMP"
 echo "$DIR/node_modules"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates (idempotently) the Python virtualenv used by the interop tests in
-# tests/python/, with Google's API client libraries pinned.
+# tests/python/, with Google's API client libraries and SAP's OData client pinned.
 #
 # Usage: scripts/python-venv.sh
 #   HTTP_BATCH_PYVENV=/some/dir  override the venv location (default: target/pyvenv
@@ -21,6 +21,8 @@ PACKAGES=(
   "google-auth==2.62.2"
   "google-auth-httplib2==0.4.4"
   "httplib2==0.32.1"
+  # SAP's OData 2 client, for the dialect interop test (tests/odata_clients.rs).
+  "pyodata==1.12.1"
 )
 
 # A stamp records what was installed; when it matches, there is nothing to do.
@@ -45,7 +47,7 @@ fi
 echo "installing ${PACKAGES[*]}" >&2
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   --no-input "${PACKAGES[@]}" >&2
-"$VENV/bin/python" -c 'import googleapiclient, google.auth, google_auth_httplib2, httplib2' >&2
+"$VENV/bin/python" -c 'import googleapiclient, google.auth, google_auth_httplib2, httplib2, pyodata' >&2
 
 printf '%s\n' "${PACKAGES[@]}" >"$STAMP"
 echo "$VENV/bin/python"

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
+use http::{header, Request, Response};
 use http_body_util::BodyExt;
 use tower_service::Service;
 
@@ -13,8 +13,10 @@ use crate::body::{BatchBody, ResponseBody};
 use crate::config::Config;
 use crate::context::{BatchContext, BatchStore};
 use crate::error::{BatchError, BoxError};
+use crate::format::dialect::ChangeSets;
 use crate::format::{self, DecodeContext, Format};
 use crate::graph::check_items;
+use crate::group;
 use crate::inherit::{self, Outer};
 use crate::item::{Item, ItemMeta};
 use crate::schedule::launcher::Launcher;
@@ -86,6 +88,7 @@ pub(crate) async fn run_batch<S, N, ReqBody, ResBody, NestedBody>(
     service: S,
     nested: Nested<N>,
     config: Arc<Config>,
+    route: usize,
     format: Arc<dyn Format>,
     content_type: mime::Mime,
     req: Request<ReqBody>,
@@ -111,12 +114,10 @@ where
         Err(err) => return error_body(err),
     };
     let store = BatchStore::new();
-    let cx = DecodeContext {
-        parts: &parts,
-        content_type: &content_type,
-        limits: &config.limits,
-        store: &store,
-    };
+    let route = &config.routes[route];
+    let dialect = &route.dialect;
+    let cx =
+        DecodeContext::new(&parts, &content_type, &config.limits, &store).with_dialect(dialect);
     let mut items = match format.decode(&cx, bytes) {
         Ok(items) => items,
         Err(err) => return error_body(err),
@@ -130,17 +131,37 @@ where
             limit: config.limits.max_items,
         });
     }
-    let graph = match check_items(&items) {
+    let mut graph = match check_items(&items) {
         Ok(g) => g,
         Err(err) => return error_body(err),
     };
-    let outer = Outer::new(&parts, &config);
+    if group::has_groups(&items) {
+        let rule = match route.dialect.change_set_rule() {
+            ChangeSets::Refused => group::Rule::Refused(route.dialect.name()),
+            ChangeSets::NonAtomic => group::Rule::NonAtomic,
+            _ => group::Rule::Atomic(route.transactions.clone()),
+        };
+        items = match group::fold(items, rule, || route.dialect.change_set_boundary()) {
+            Ok(items) => items,
+            Err(err) => return error_body(err),
+        };
+        graph = match check_items(&items) {
+            Ok(g) => g,
+            Err(err) => return error_body(err),
+        };
+    }
+    let go_on = group::continue_on_error(&parts.headers);
+    if dialect.stops_on_error() && !go_on && items.len() > 1 {
+        graph = Some(group::chain(graph, items.len()));
+    }
+    let mut outer = Outer::new(&parts, &config);
+    outer.service_root = route.service_root.clone();
     let mut budget = None;
     if let Some((limit, weigh)) = &config.budget {
         let cost: u64 = items
             .iter()
             .filter_map(|i| i.request().ok())
-            .map(|r| weigh(r))
+            .map(|r| group::weight(r, &**weigh))
             .fold(0u64, u64::saturating_add);
         match &outer.budget {
             // A nested batch spends from what the enclosing batch has left.
@@ -260,7 +281,16 @@ where
         config.limits.max_response_bytes,
     );
     let mut res = Response::new(ResponseBody::batch(body));
-    *res.status_mut() = StatusCode::OK;
+    *res.status_mut() = dialect.status();
     res.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    if let Some((name, value)) = dialect.version_for(&parts.headers) {
+        res.headers_mut().insert(name, value);
+    }
+    if dialect.stops_on_error() && go_on {
+        res.headers_mut().insert(
+            http::HeaderName::from_static("preference-applied"),
+            http::HeaderValue::from_static("odata.continue-on-error"),
+        );
+    }
     res
 }

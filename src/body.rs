@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 
 use crate::error::error_response;
 use crate::format::Encoder;
-use crate::item::ItemMeta;
+use crate::item::{answer_len, ItemMeta};
 use crate::schedule::Scheduler;
 
 /// Answers are gathered into frames of about this size, so small items do not each cost a write.
@@ -157,7 +157,7 @@ impl BatchBody {
         loop {
             match self.scheduler.poll_next(cx) {
                 Poll::Ready(Some((index, mut response))) => {
-                    let estimate = response.body().len() + 256;
+                    let estimate = answer_len(&response) + 256;
                     if self.written + self.buf.len() + estimate > self.max_response_bytes {
                         response = over_budget(self.max_response_bytes);
                     }

@@ -7,8 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderName, Method, Request};
 
-use crate::format::{Format, Multipart};
+use crate::format::{Dialect, Format, Multipart};
 use crate::limits::Limits;
+use crate::transaction::TransactionProvider;
 
 /// Who may authenticate an item.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -96,11 +97,61 @@ fn is_param(s: &str) -> bool {
     s.len() > 2 && s.starts_with('{') && s.ends_with('}')
 }
 
+/// A test on a request's head that makes it a batch request of a route.
+pub(crate) type When = Arc<dyn Fn(&Request<()>) -> bool + Send + Sync>;
+
 /// A batch path and the formats served there (`None`: the layer's default formats).
 #[derive(Clone)]
 pub(crate) struct Route {
-    pub(crate) pattern: PathPattern,
+    /// `None` for a route chosen by `when` alone.
+    pub(crate) pattern: Option<PathPattern>,
     pub(crate) formats: Option<Vec<Arc<dyn Format>>>,
+    /// A test on the request, besides the path (Azure Storage posts to `?comp=batch`).
+    pub(crate) when: Option<When>,
+    pub(crate) dialect: Dialect,
+    /// Where item URLs are resolved (`None`: the layer's `service_root`).
+    pub(crate) service_root: Option<String>,
+    pub(crate) transactions: Option<Arc<dyn TransactionProvider>>,
+    /// Made with `BatchLayer::route`, so kept by `BatchLayer::paths`.
+    pub(crate) explicit: bool,
+}
+
+impl Route {
+    pub(crate) fn path(pattern: PathPattern, formats: Option<Vec<Arc<dyn Format>>>) -> Self {
+        Route {
+            pattern: Some(pattern),
+            formats,
+            when: None,
+            dialect: Dialect::google(),
+            service_root: None,
+            transactions: None,
+            explicit: false,
+        }
+    }
+
+    pub(crate) fn raw_path(&self) -> &str {
+        self.pattern.as_ref().map_or("", |p| p.raw.as_str())
+    }
+
+    fn matches_path(&self, path: &str) -> bool {
+        self.pattern.as_ref().is_some_and(|p| p.matches(path))
+    }
+
+    fn matches_head(&self, head: &Request<()>) -> bool {
+        (self.pattern.is_none() || self.matches_path(head.uri().path()))
+            && self.when.as_ref().is_some_and(|when| when(head))
+    }
+}
+
+/// Normalises a service root: a leading `/`, no trailing one; `/` alone is none.
+pub(crate) fn normalise_root(root: &str) -> Option<String> {
+    let root = root.trim_end_matches('/');
+    let root = if root.starts_with('/') {
+        root.to_owned()
+    } else {
+        format!("/{root}")
+    };
+    (root != "/" && !root.is_empty()).then_some(root)
 }
 
 /// A function that gives an item its weight against the cost budget.
@@ -139,6 +190,8 @@ pub(crate) struct Config {
     /// Whether `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` on the batch request are
     /// believed (only behind a proxy that sets them).
     pub(crate) trust_forwarded: bool,
+    /// Whether some route has a test on the request.
+    pub(crate) has_tests: bool,
 }
 
 impl Default for Config {
@@ -149,10 +202,7 @@ impl Default for Config {
             Arc::new(crate::format::Json::new()),
         ];
         Config {
-            routes: vec![Route {
-                pattern: PathPattern::new("/batch"),
-                formats: None,
-            }],
+            routes: vec![Route::path(PathPattern::new("/batch"), None)],
             any_path: false,
             formats,
             limits: Limits::default(),
@@ -174,18 +224,38 @@ impl Default for Config {
             service_root: None,
             public_origins: Vec::new(),
             trust_forwarded: false,
+            has_tests: false,
         }
     }
 }
 
 impl Config {
     /// The route a request path is a batch path of, if any.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn route(&self, path: &str) -> Option<&Route> {
         if self.any_path {
             return self.routes.first();
         }
-        self.routes.iter().find(|r| r.pattern.matches(path))
+        self.routes
+            .iter()
+            .find(|r| r.when.is_none() && r.matches_path(path))
+    }
+
+    /// The index of the plain-path route a request path is a batch path of, if any.
+    #[inline]
+    pub(crate) fn route_of_path(&self, path: &str) -> Option<usize> {
+        if self.any_path {
+            return (!self.routes.is_empty()).then_some(0);
+        }
+        self.routes
+            .iter()
+            .position(|r| r.when.is_none() && r.matches_path(path))
+    }
+
+    /// The index of the route with a test on the request that `head` passes. These routes are
+    /// tried after the plain paths, in the order they were added.
+    pub(crate) fn route_of_head(&self, head: &Request<()>) -> Option<usize> {
+        self.routes.iter().position(|r| r.matches_head(head))
     }
 
     pub(crate) fn formats_of<'a>(&'a self, route: Option<&'a Route>) -> &'a [Arc<dyn Format>] {
@@ -195,7 +265,11 @@ impl Config {
     }
 
     pub(crate) fn is_batch_path(&self, path: &str) -> bool {
-        self.routes.iter().any(|r| r.pattern.matches(path))
+        // A route with a test on the request cannot be told from an item's path alone; its
+        // batches are posted to ordinary paths (Azure Storage's `/{container}`).
+        self.routes
+            .iter()
+            .any(|r| r.when.is_none() && r.matches_path(path))
     }
 }
 

@@ -110,6 +110,14 @@ pub enum BatchError {
     /// The layer was added with axum's `Router::layer`, which wraps each route and the fallback
     /// after routing: its items could not be routed. A mistake in the server, answered `500`.
     MountedInsideRouter,
+    /// The batch holds a change set, and the route's dialect has none.
+    ChangeSetsRefused {
+        /// The route's dialect.
+        dialect: &'static str,
+    },
+    /// The batch holds a change set, and the route has no transactions to run it all or
+    /// nothing.
+    NoTransactions,
 }
 
 impl fmt::Display for BatchError {
@@ -176,6 +184,16 @@ impl fmt::Display for BatchError {
             BatchError::CostExceeded { cost, limit } => {
                 write!(f, "batch costs {cost}; the budget is {limit}")
             }
+            BatchError::ChangeSetsRefused { dialect } => write!(
+                f,
+                "the batch holds a change set (a multipart/mixed part), and batches here \
+                 ({dialect} rules) have none; nothing was run"
+            ),
+            BatchError::NoTransactions => write!(
+                f,
+                "the batch holds a change set, which must run all or nothing, and this service \
+                 has no transactions to run it so; nothing was run"
+            ),
         }
     }
 }
@@ -194,6 +212,7 @@ impl BatchError {
             | BatchError::CostExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BatchError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             BatchError::MountedInsideRouter => StatusCode::INTERNAL_SERVER_ERROR,
+            BatchError::NoTransactions => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -218,6 +237,8 @@ impl BatchError {
             BatchError::DependencyCycle { .. } => "DEPENDENCY_CYCLE",
             BatchError::CostExceeded { .. } => "COST_EXCEEDED",
             BatchError::MountedInsideRouter => "MOUNTED_INSIDE_ROUTER",
+            BatchError::ChangeSetsRefused { .. } => "CHANGE_SETS_REFUSED",
+            BatchError::NoTransactions => "NO_TRANSACTIONS",
         }
     }
 
@@ -383,6 +404,6 @@ mod tests {
         }
         .to_response();
         assert_eq!(res.status(), 405);
-        assert_eq!(res.headers()[header::ALLOW], "POST");
+        assert_eq!(res.headers()[header::ALLOW], "POST, OPTIONS");
     }
 }

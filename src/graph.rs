@@ -11,7 +11,13 @@ use crate::item::Item;
 pub(crate) struct Graph {
     pub(crate) dependents: Vec<Vec<usize>>,
     pub(crate) remaining: Vec<usize>,
+    /// What an item that was not run because of a failure before it is answered with.
+    pub(crate) not_run: &'static str,
 }
+
+/// The answer of an item whose dependency did not succeed.
+pub(crate) const DEPENDENCY_FAILED: &str =
+    "an item this one depends on did not succeed, so it was not run";
 
 /// Checks ids and dependencies; returns the dependency graph when any item has dependencies.
 pub(crate) fn check_items(items: &[Item]) -> Result<Option<Graph>, BatchError> {
@@ -56,6 +62,7 @@ pub(crate) fn check_items(items: &[Item]) -> Result<Option<Graph>, BatchError> {
     Ok(Some(Graph {
         dependents,
         remaining,
+        not_run: DEPENDENCY_FAILED,
     }))
 }
 

@@ -10,6 +10,7 @@ use http::{Method, Request, StatusCode};
 use crate::config::{AuthPolicy, Config};
 use crate::context::BatchContext;
 use crate::error::ItemError;
+use crate::transaction::Transaction;
 
 /// Everything about the outer request that items inherit, computed once per batch.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub(crate) struct Outer {
     pub(crate) depth: usize,
     /// The enclosing batch's remaining cost budget, when this batch is nested in one.
     pub(crate) budget: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// The batch route's own service root, which overrides the layer's.
+    pub(crate) service_root: Option<String>,
 }
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -128,6 +131,7 @@ impl Outer {
             request_id,
             depth,
             budget,
+            service_root: None,
         }
     }
 }
@@ -361,7 +365,7 @@ fn check_and_inherit(
         req.headers_mut().remove(header::ACCEPT_ENCODING);
     }
 
-    if let Some(root) = &config.service_root {
+    if let Some(root) = outer.service_root.as_ref().or(config.service_root.as_ref()) {
         let path = req.uri().path();
         let under = path
             .strip_prefix(root.as_str())
@@ -513,8 +517,13 @@ fn check_and_inherit(
 
     // The outer extensions, copied with room to spare (see `reserve_extensions`).
     let extensions = req.extensions_mut();
+    // A change set's transaction is the one extension an item brings with it.
+    let tx = extensions.remove::<Transaction>();
     *extensions = outer.extensions.clone();
     extensions.insert(ctx);
+    if let Some(tx) = tx {
+        extensions.insert(tx);
+    }
     Ok(request_id)
 }
 

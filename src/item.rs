@@ -18,6 +18,8 @@ pub struct Item {
     pub(crate) id: Option<Arc<str>>,
     pub(crate) echo: Option<String>,
     pub(crate) depends_on: Vec<String>,
+    /// The change set the item belongs to (numbered from 1 in the batch), if any.
+    pub(crate) group: Option<u32>,
 }
 
 impl Item {
@@ -31,6 +33,7 @@ impl Item {
             id: None,
             echo: None,
             depends_on: Vec::new(),
+            group: None,
         }
     }
 
@@ -41,6 +44,7 @@ impl Item {
             id: None,
             echo: None,
             depends_on: Vec::new(),
+            group: None,
         }
     }
 
@@ -75,6 +79,18 @@ impl Item {
         self.request.as_ref()
     }
 
+    /// Puts the item in change set `group` (a number of the format's choosing, the same for
+    /// every item of one change set). The items of a change set must follow each other.
+    pub fn in_group(mut self, group: u32) -> Self {
+        self.group = Some(group);
+        self
+    }
+
+    /// The change set the item belongs to, if any.
+    pub fn group(&self) -> Option<u32> {
+        self.group
+    }
+
     /// The ids this item depends on.
     pub fn depends_on(&self) -> &[String] {
         &self.depends_on
@@ -99,4 +115,30 @@ pub struct ItemMeta {
     pub id: Option<Arc<str>>,
     /// The format-private text set with [`Item::with_echo`].
     pub echo: Option<String>,
+}
+
+/// The answers of a change set, carried as an extension of the one response that stands for the
+/// whole change set. The encoder writes them as the change set's answer.
+#[derive(Clone, Debug)]
+pub(crate) struct GroupAnswers {
+    /// The boundary of the change set's answer, for formats that need one.
+    pub(crate) boundary: String,
+    /// Each item's meta and answer, in order. When the change set failed, only the failing
+    /// item's, which answers for the whole change set.
+    pub(crate) answers: Vec<(ItemMeta, http::Response<Bytes>)>,
+    /// Whether the change set failed (and was rolled back, when it ran under a transaction).
+    pub(crate) failed: bool,
+}
+
+/// How many bytes an answer's body holds, a change set's answers counted in full (the one
+/// response that stands for a change set has an empty body of its own).
+pub(crate) fn answer_len(response: &http::Response<Bytes>) -> usize {
+    match response.extensions().get::<GroupAnswers>() {
+        Some(group) => group
+            .answers
+            .iter()
+            .map(|(_, r)| r.body().len() + 256)
+            .sum(),
+        None => response.body().len(),
+    }
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderName, Method, Request};
 
-use crate::config::{AuthPolicy, Config, Execution, PathPattern, Route};
+use crate::config::{normalise_root, AuthPolicy, Config, Execution, PathPattern, Route};
 use crate::format::Format;
 use crate::limits::Limits;
+use crate::route::BatchRoute;
 
 /// Adds batch support to a service: see the [crate docs](crate) for an example.
 ///
@@ -28,10 +29,7 @@ impl fmt::Debug for BatchLayer {
         f.debug_struct("BatchLayer")
             .field(
                 "paths",
-                &c.routes
-                    .iter()
-                    .map(|r| r.pattern.raw.as_str())
-                    .collect::<Vec<_>>(),
+                &c.routes.iter().map(|r| r.raw_path()).collect::<Vec<_>>(),
             )
             .field(
                 "formats",
@@ -87,10 +85,20 @@ impl BatchLayer {
     /// `/batch/` or `/v1/batch`.
     pub fn path(mut self, path: impl AsRef<str>) -> Self {
         self.drop_default_path();
-        self.config().routes.push(Route {
-            pattern: PathPattern::new(path.as_ref()),
-            formats: None,
-        });
+        self.config()
+            .routes
+            .push(Route::path(PathPattern::new(path.as_ref()), None));
+        self
+    }
+
+    /// Adds a batch route: a path or a test on the request, with its own dialect, service root
+    /// and transactions (see [`BatchRoute`]). Like [`path`](Self::path), the first route or path
+    /// replaces the default `/batch`; the order of the calls does not matter otherwise.
+    pub fn route(mut self, route: BatchRoute) -> Self {
+        self.drop_default_path();
+        let config = self.config();
+        config.has_tests |= route.route.when.is_some();
+        config.routes.push(route.route);
         self
     }
 
@@ -125,14 +133,11 @@ impl BatchLayer {
         if let Some(route) = config
             .routes
             .iter_mut()
-            .find(|r| r.pattern.raw == pattern.raw && r.formats.is_some())
+            .find(|r| !r.explicit && r.raw_path() == pattern.raw && r.formats.is_some())
         {
             route.formats.as_mut().expect("checked").push(format);
         } else {
-            config.routes.push(Route {
-                pattern,
-                formats: Some(vec![format]),
-            });
+            config.routes.push(Route::path(pattern, Some(vec![format])));
         }
         self
     }
@@ -354,13 +359,7 @@ impl BatchLayer {
     /// let layer = BatchLayer::new().path("/v1.0/$batch").service_root("/v1.0");
     /// ```
     pub fn service_root(mut self, root: impl AsRef<str>) -> Self {
-        let root = root.as_ref().trim_end_matches('/');
-        let root = if root.starts_with('/') {
-            root.to_owned()
-        } else {
-            format!("/{root}")
-        };
-        self.config().service_root = (root != "/" && !root.is_empty()).then_some(root);
+        self.config().service_root = normalise_root(root.as_ref());
         self
     }
 
@@ -416,9 +415,26 @@ mod tests {
     }
 
     #[test]
+    fn routes_keep_format_routes_whatever_the_order() {
+        use crate::format::Multipart;
+        let a = BatchLayer::new()
+            .path_with_format("/m", Multipart::new())
+            .route(BatchRoute::path("/r"));
+        let b = BatchLayer::new()
+            .route(BatchRoute::path("/r"))
+            .path_with_format("/m", Multipart::new());
+        for layer in [a, b] {
+            assert!(layer.config.route("/m").is_some());
+            assert!(layer.config.route("/r").is_some());
+            assert!(layer.config.route("/batch").is_none());
+        }
+    }
+
+    #[test]
     fn first_path_replaces_default() {
         let layer = BatchLayer::new().path("/a").path("/b");
         assert!(layer.config.route("/a").is_some());
+        assert!(layer.config.route_of_path("/a").is_some());
         assert!(layer.config.route("/b").is_some());
         assert!(layer.config.route("/batch").is_none());
     }

@@ -18,13 +18,16 @@ mod error;
 pub mod format;
 mod future;
 mod graph;
+mod group;
 mod inherit;
 mod item;
 mod layer;
 mod limits;
+mod route;
 mod run;
 mod schedule;
 mod service;
+mod transaction;
 
 #[cfg(feature = "client")]
 pub mod client;
@@ -44,4 +47,6 @@ pub use future::ResponseFuture;
 pub use item::{Item, ItemMeta};
 pub use layer::BatchLayer;
 pub use limits::Limits;
+pub use route::BatchRoute;
 pub use service::Batch;
+pub use transaction::{Transact, Transaction, TransactionProvider};

@@ -1947,7 +1947,7 @@ async fn batch_level_errors_are_json_with_a_message() {
         let reply = send(addr, method.clone(), "/batch", &headers, body).await;
         assert_batch_error(&reply, status, kind);
         if status == 405 {
-            assert_eq!(reply.headers["allow"], "POST");
+            assert_eq!(reply.headers["allow"], "POST, OPTIONS");
         }
     }
     assert_eq!(probe.calls(), 0);

@@ -41,6 +41,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tower_http::cors::{Any, CorsLayer};
 
+#[path = "dialects.rs"]
+mod dialects;
+
 /// The longest sleep `/farm/v1/slow/{ms}` accepts.
 pub const MAX_SLOW_MS: u64 = 60_000;
 
@@ -442,7 +445,10 @@ async fn require_token(token: Arc<str>, req: Request, next: Next) -> Response {
 /// `/farm/...` call needs `Authorization: Bearer <token>`. Each call gets its
 /// own fresh in-memory farm.
 pub fn api(token: Option<String>) -> Router {
-    let animals: Animals = Arc::new(Mutex::new(initial_animals()));
+    api_on(token, Arc::new(Mutex::new(initial_animals())))
+}
+
+fn api_on(token: Option<String>, animals: Animals) -> Router {
     let router = Router::new()
         .route("/farm/v1/animals", get(list_animals).post(insert_animal))
         .route(
@@ -492,19 +498,22 @@ pub fn cors() -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// The farm API with batch support at `/batch` and `/batch/farm/v1`, the page at `/`, and CORS.
+/// The farm API with batch support in every dialect (see `dialects.rs`):
+/// Google's at `/batch` and `/batch/farm/v1`, OData 4 and 2 at
+/// `/odata/v4/farm/v1/$batch` and `/odata/v2/farm/v1/$batch`, Azure
+/// Storage's at `POST /farm/v1?restype=container&comp=batch`; the page at `/`; and CORS.
 pub fn app(token: Option<String>) -> Router {
-    let batched = http_batch::BatchLayer::new()
-        .paths(["/batch", "/batch/farm/v1"])
-        .wrap_router(api(token).route("/", get(page)));
+    let animals: Animals = Arc::new(Mutex::new(initial_animals()));
+    let batched =
+        dialects::layer(animals.clone()).wrap_router(api_on(token, animals).route("/", get(page)));
     // CORS wraps the batch layer, never the other way round. A browser sends one request for
     // the whole batch, so the preflight (`OPTIONS /batch/...`) and the
     // `Access-Control-Allow-Origin` it reads belong to that outer request: inside, the
-    // preflight would reach the batch layer, which answers `OPTIONS` with 405, and the CORS
-    // headers would land in each item's nested answer, where no browser looks. The items are
-    // calls the server makes to itself, not cross-origin requests, so they need no CORS.
-    // tower-http's CorsLayer answers every OPTIONS itself, preflight or not, so neither the
-    // batch layer nor the routes see one.
+    // preflight would reach the batch layer instead of CORS, and the CORS headers would land in
+    // each item's nested answer, where no browser looks. The items are calls the server makes
+    // to itself, not cross-origin requests, so they need no CORS. tower-http's CorsLayer
+    // answers every OPTIONS itself, preflight or not, so neither the batch layer nor the
+    // routes see one.
     batched.layer(cors())
 }
 

@@ -1,9 +1,13 @@
 //! Run with: cargo run --example farm
 //!
-//! Serves the in-memory farm API (see `app.rs`) with batch support at
-//! `/batch` and `/batch/farm/v1`, CORS for any origin, and a page at `/`
-//! that sends 20 calls one by one and as one batch and compares the answers
-//! (open `http://127.0.0.1:3000/`; `/?api=http://host:port` calls another farm).
+//! Serves the in-memory farm API (see `app.rs`) with batch support in every
+//! dialect (see `dialects.rs`): Google's at `/batch` and `/batch/farm/v1`,
+//! OData 4 at `/odata/v4/farm/v1/$batch`, OData 2 at
+//! `/odata/v2/farm/v1/$batch` (both with atomic change sets), and Azure
+//! Storage's at `POST /farm/v1?restype=container&comp=batch`; CORS for any
+//! origin; and a page at `/` that sends 20 calls one by one and as one batch
+//! and compares the answers (open `http://127.0.0.1:3000/`;
+//! `/?api=http://host:port` calls another farm).
 //!
 //! Environment:
 //! - `ADDR`: address to listen on (default `127.0.0.1:3000`; port 0 picks one).

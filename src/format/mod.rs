@@ -16,9 +16,12 @@ use crate::error::BatchError;
 use crate::item::{Item, ItemMeta};
 use crate::limits::Limits;
 
+pub mod dialect;
 #[cfg(feature = "json")]
 pub mod json;
 pub mod multipart;
+
+pub use dialect::Dialect;
 
 #[cfg(feature = "json")]
 pub use json::Json;
@@ -61,6 +64,8 @@ pub struct DecodeContext<'a> {
     /// The store the items of this batch will share; a format may put envelope-wide settings
     /// here (for example a flag carried in a JSON envelope).
     pub store: &'a BatchStore,
+    /// The rules of the route the batch was posted to (Google's outside a route).
+    pub dialect: &'a Dialect,
 }
 
 impl<'a> DecodeContext<'a> {
@@ -76,7 +81,13 @@ impl<'a> DecodeContext<'a> {
             content_type,
             limits,
             store,
+            dialect: &dialect::GOOGLE,
         }
+    }
+
+    /// The same context under another dialect's rules.
+    pub fn with_dialect(self, dialect: &'a Dialect) -> Self {
+        DecodeContext { dialect, ..self }
     }
 }
 
@@ -85,6 +96,7 @@ impl fmt::Debug for DecodeContext<'_> {
         f.debug_struct("DecodeContext")
             .field("uri", &self.parts.uri)
             .field("content_type", &self.content_type)
+            .field("dialect", &self.dialect.name())
             .finish()
     }
 }

@@ -12,6 +12,7 @@ use super::launch::{Indexed, Launch};
 use crate::config::Config;
 use crate::context::BatchContext;
 use crate::error::BoxError;
+use crate::group::{self, GroupRun};
 use crate::inherit::{prepare, Outer};
 use crate::run::RunItem;
 
@@ -54,6 +55,11 @@ where
         span: tracing::Span,
         id: Option<Arc<str>>,
     ) -> Indexed {
+        let mut request = request;
+        // A change set is one slot that runs its items itself, through a launcher of its own.
+        if let Some(run) = request.extensions_mut().remove::<GroupRun>() {
+            return Box::pin(group::run(self.fork(), index, run, span));
+        }
         let ctx = BatchContext {
             index,
             id,
@@ -61,7 +67,6 @@ where
         };
         let id_header = self.config.request_id_header.as_ref();
         // The answer carries the item's request id: its own, or the one derived from the batch's.
-        let mut request = request;
         let request_id = match prepare(&mut request, &self.outer, &self.config, ctx) {
             Ok(request_id) => request_id,
             Err((err, request_id)) => {

@@ -13,7 +13,7 @@
 //! an item beyond the window past what the body has emitted.
 
 mod lanes;
-mod launch;
+pub(crate) mod launch;
 pub(crate) mod launcher;
 
 use std::collections::VecDeque;
@@ -178,6 +178,7 @@ impl Scheduler {
             Slot::Done(res) => !res.status().is_success(),
             _ => false,
         };
+        let not_run = graph.not_run;
         let mut stack = vec![(i, failed)];
         while let Some((j, failed)) = stack.pop() {
             for d in std::mem::take(&mut graph.dependents[j]) {
@@ -185,10 +186,8 @@ impl Scheduler {
                     continue;
                 }
                 if failed {
-                    self.slots[d] = Slot::Done(error_response(
-                        StatusCode::FAILED_DEPENDENCY,
-                        "an item this one depends on did not succeed, so it was not run",
-                    ));
+                    self.slots[d] =
+                        Slot::Done(error_response(StatusCode::FAILED_DEPENDENCY, not_run));
                     stack.push((d, true));
                 } else {
                     graph.remaining[d] -= 1;

@@ -33,7 +33,7 @@ pub(super) struct WireResponse {
 ///
 /// The `url` is the request's path and query (an absolute URI loses its scheme and authority,
 /// since batch items always go to the batch's own server). Bodies follow the rule in the
-/// [module docs](self#bodies); `headers`, `body` and `dependsOn` are left out when empty.
+/// [module docs](super#bodies); `headers`, `body` and `dependsOn` are left out when empty.
 pub fn encode_requests(
     items: &[(String, &http::Request<bytes::Bytes>, Vec<String>)],
 ) -> bytes::Bytes {

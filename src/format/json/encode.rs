@@ -6,7 +6,7 @@ use http::Response;
 
 use super::body::{trim_whitespace, wire_body, WireBody, TRANSFER_ENCODING_MARKER};
 use crate::format::Encoder;
-use crate::item::ItemMeta;
+use crate::item::{GroupAnswers, ItemMeta};
 
 /// Appends `value` as JSON.
 pub(super) fn put_json<T: serde::Serialize + ?Sized>(out: &mut BytesMut, value: &T) {
@@ -118,6 +118,14 @@ impl Encoder for JsonEncoder {
     }
 
     fn item(&mut self, meta: &ItemMeta, response: &Response<Bytes>, out: &mut BytesMut) {
+        if let Some(group) = response.extensions().get::<GroupAnswers>() {
+            // An atomicity group: its items' answers (or, when it failed, the failing one), each
+            // naming its group.
+            for (meta, response) in &group.answers {
+                self.item(meta, response, out);
+            }
+            return;
+        }
         if !std::mem::take(&mut self.first) {
             out.put_u8(b',');
         }
@@ -126,6 +134,10 @@ impl Encoder for JsonEncoder {
         match &meta.id {
             Some(id) => put_json(out, &**id),
             None => put_json(out, &meta.index.to_string()),
+        }
+        if let Some(group) = &meta.echo {
+            out.put_slice(b",\"atomicityGroup\":");
+            put_json(out, group);
         }
         out.put_slice(b",\"status\":");
         out.put_slice(response.status().as_str().as_bytes());

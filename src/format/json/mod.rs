@@ -54,8 +54,12 @@
 //! - `body`: see [Bodies](#bodies).
 //! - `dependsOn`: the ids this request waits for (the snake-case `depends_on` that the
 //!   Microsoft Graph Python SDK writes is read as well).
-//! - `atomicityGroup`: OData change sets are not supported; such a request is answered with
-//!   its own `501 Not Implemented` and not run, so a change set never half-applies.
+//! - `atomicityGroup` (OData 4.01): the requests that name one group are a change set. They
+//!   must follow each other; they run in order, all or nothing, under the route's transactions
+//!   (see [`Dialect`](crate::format::Dialect) and
+//!   [`TransactionProvider`](crate::TransactionProvider)), and their answers name the group. A
+//!   route whose dialect has no change sets, or that has no transactions, refuses such a batch
+//!   as a whole, so a change set never half-applies.
 //!
 //! A problem confined to one request (a bad method, URL, header or body) becomes that request's
 //! own `400` answer, carrying its id, and the other requests still run. A problem with the
@@ -183,10 +187,32 @@ impl Format for Json {
                 limit,
             });
         }
+        // OData 4.01 atomicity groups: each group's name gets a number, and the name rides in
+        // the item's echo so that the answers can carry it back.
+        let mut groups: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
         requests
             .into_iter()
             .enumerate()
-            .map(|(index, wire)| decode_item(index, wire))
+            .map(|(index, mut wire)| {
+                let group = match wire.atomicity_group.take() {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::String(name)) if !name.is_empty() => Some(name),
+                    Some(other) => {
+                        return Err(BatchError::Malformed {
+                            reason: format!(
+                                "request {index} (counting from 0): `atomicityGroup` must be a non-empty string, not {other}"
+                            ),
+                        })
+                    }
+                };
+                let mut item = decode_item(index, wire)?;
+                if let Some(name) = group {
+                    let next = groups.len() as u32 + 1;
+                    item.group = Some(*groups.entry(name.clone()).or_insert(next));
+                    item.echo = Some(name);
+                }
+                Ok(item)
+            })
             .collect()
     }
 
@@ -216,12 +242,7 @@ mod tests {
         let parts = Request::post("/batch").body(()).unwrap().into_parts().0;
         let content_type: mime::Mime = "application/json".parse().unwrap();
         let store = BatchStore::new();
-        let cx = DecodeContext {
-            parts: &parts,
-            content_type: &content_type,
-            limits: &limits,
-            store: &store,
-        };
+        let cx = DecodeContext::new(&parts, &content_type, &limits, &store);
         Json::new().decode(&cx, Bytes::copy_from_slice(body.as_bytes()))
     }
 
@@ -318,10 +339,8 @@ mod tests {
                 item.id()
             );
         }
-        assert_eq!(
-            items[5].request().unwrap_err().status(),
-            StatusCode::NOT_IMPLEMENTED
-        );
+        assert!(items[5].request().is_ok());
+        assert_eq!(items[5].group(), Some(1));
         assert!(items[6].request().is_ok());
         let ids: Vec<_> = items.iter().map(|i| i.id().unwrap()).collect();
         assert_eq!(ids, ["m", "u", "h", "s", "b", "g", "ok"]);

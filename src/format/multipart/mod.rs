@@ -81,17 +81,74 @@ impl Format for Multipart {
         let boundary = boundary_of(cx.content_type)?;
         let parts = scan::part_ranges(&body, boundary.as_bytes(), cx.limits)?;
         let mut items = Vec::with_capacity(parts.len());
-        items.extend(
-            parts
-                .into_iter()
-                .map(|range| decode_part(&body, &body[range], cx.limits)),
-        );
+        let mut group = 0u32;
+        for range in parts {
+            let raw = &body[range.clone()];
+            match change_set(raw, cx.limits) {
+                None => items.push(decode_part(&body, raw, cx.limits)),
+                Some(Err(err)) => items.push(Item::invalid(err)),
+                Some(Ok((inner, content))) => {
+                    // A change set: its parts are items of one group, each counted like any
+                    // other item.
+                    group += 1;
+                    let start = range.start + content.start;
+                    let end = range.start + content.end;
+                    let sub = scan::part_ranges(&body[start..end], inner.as_bytes(), cx.limits)
+                        .map_err(|err| match err {
+                            BatchError::TooManyItems { .. } => err,
+                            err => BatchError::Framing {
+                                reason: format!("in change set {group}: {err}"),
+                            },
+                        })?;
+                    if items.len() + sub.len() > cx.limits.max_items {
+                        return Err(BatchError::TooManyItems {
+                            count: items.len() + sub.len(),
+                            limit: cx.limits.max_items,
+                        });
+                    }
+                    for r in sub {
+                        let raw = &body[start + r.start..start + r.end];
+                        let mut item = if change_set(raw, cx.limits).is_some() {
+                            Item::invalid(ItemError::bad_request(
+                                "a change set may not hold another change set",
+                            ))
+                        } else {
+                            decode_part(&body, raw, cx.limits)
+                        };
+                        item.group = Some(group);
+                        items.push(item);
+                    }
+                }
+            }
+        }
         Ok(items)
     }
 
-    fn encoder(&self, _cx: &DecodeContext<'_>) -> Box<dyn Encoder> {
-        Box::new(MultipartEncoder::new(new_boundary()))
+    fn encoder(&self, cx: &DecodeContext<'_>) -> Box<dyn Encoder> {
+        Box::new(
+            MultipartEncoder::new(cx.dialect.batch_boundary())
+                .content_id_echo(cx.dialect.content_id()),
+        )
     }
+}
+
+/// When the part is a change set (its type is `multipart/mixed`): its boundary and the range of
+/// its content within `raw`.
+fn change_set(
+    raw: &[u8],
+    limits: &crate::limits::Limits,
+) -> Option<Result<(String, std::ops::Range<usize>), ItemError>> {
+    let (head, content) = part::parse_part(raw, limits).ok()?;
+    let ct = head.content_type.as_deref()?;
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("multipart/mixed") {
+        return None;
+    }
+    let boundary = super::parse_content_type(ct)
+        .ok_or(BatchError::MissingBoundary)
+        .and_then(|m| boundary_of(&m))
+        .map_err(|err| ItemError::bad_request(format!("change set: {err}")));
+    Some(boundary.map(|b| (b, content)))
 }
 
 /// Turns one part (`raw`, a sub-slice of `body`) into an item: its headers, then the nested
@@ -138,6 +195,7 @@ fn decode_part(body: &Bytes, raw: &[u8], limits: &crate::limits::Limits) -> Item
         id,
         echo,
         depends_on,
+        group: None,
     }
 }
 

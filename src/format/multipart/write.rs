@@ -9,7 +9,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use crate::format::Encoder;
-use crate::item::ItemMeta;
+use crate::item::{GroupAnswers, ItemMeta};
 
 /// A fresh random boundary: `batch_` and 32 hex digits.
 pub fn new_boundary() -> String {
@@ -28,21 +28,76 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
+/// How an answer part's `Content-ID` is made from the request part's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContentIdEcho {
+    /// Google's rule: `<X>` is answered `<response-X>`, a bare `X` as `response-X`.
+    ResponsePrefix,
+    /// OData's and Azure's rule: the `Content-ID` is echoed as it was sent.
+    AsSent,
+}
+
 /// Writes the answers of a multipart batch.
 #[derive(Debug)]
 pub struct MultipartEncoder {
     boundary: String,
+    echo: ContentIdEcho,
 }
 
 impl MultipartEncoder {
-    /// An encoder that separates parts with `boundary` (which must be a valid boundary token).
+    /// An encoder that separates parts with `boundary` (which must be a valid boundary token)
+    /// and answers `Content-ID`s by Google's rule.
     pub fn new(boundary: String) -> Self {
-        MultipartEncoder { boundary }
+        MultipartEncoder {
+            boundary,
+            echo: ContentIdEcho::ResponsePrefix,
+        }
+    }
+
+    /// Sets how answer parts echo the request parts' `Content-ID`.
+    pub fn content_id_echo(mut self, echo: ContentIdEcho) -> Self {
+        self.echo = echo;
+        self
     }
 
     /// The boundary in use.
     pub fn boundary(&self) -> &str {
         &self.boundary
+    }
+}
+
+impl MultipartEncoder {
+    fn content_id<'a>(&self, meta: &'a ItemMeta) -> ContentId<'a> {
+        match (&meta.echo, &meta.id, self.echo) {
+            (Some(raw), _, ContentIdEcho::ResponsePrefix) => ContentId::Raw(raw),
+            (Some(raw), _, ContentIdEcho::AsSent) => ContentId::AsSent(raw),
+            (None, Some(id), ContentIdEcho::ResponsePrefix) => ContentId::Angled(id),
+            (None, Some(id), ContentIdEcho::AsSent) => ContentId::AngledAsSent(id),
+            (None, None, _) => ContentId::None,
+        }
+    }
+
+    /// A change set's answer: a nested `multipart/mixed` of its items' answers, or, when it
+    /// failed, the failing answer alone, as a part of the batch.
+    fn change_set(&self, group: &GroupAnswers, out: &mut BytesMut) {
+        if group.failed {
+            for (meta, res) in &group.answers {
+                write_part(&self.boundary, self.content_id(meta), res, out);
+            }
+            return;
+        }
+        out.put_slice(b"--");
+        out.put_slice(self.boundary.as_bytes());
+        out.put_slice(b"\r\nContent-Type: multipart/mixed; boundary=");
+        out.put_slice(group.boundary.as_bytes());
+        out.put_slice(b"\r\n\r\n");
+        for (meta, res) in &group.answers {
+            write_part(&group.boundary, self.content_id(meta), res, out);
+        }
+        out.put_slice(b"--");
+        out.put_slice(group.boundary.as_bytes());
+        out.put_slice(b"--\r\n");
     }
 }
 
@@ -53,13 +108,12 @@ impl Encoder for MultipartEncoder {
     }
 
     fn item(&mut self, meta: &ItemMeta, response: &Response<Bytes>, out: &mut BytesMut) {
+        if let Some(group) = response.extensions().get::<GroupAnswers>() {
+            self.change_set(group, out);
+            return;
+        }
         // The decoder keeps the raw `Content-ID` only when it is not the plain `<id>`.
-        let content_id = match (&meta.echo, &meta.id) {
-            (Some(raw), _) => ContentId::Raw(raw),
-            (None, Some(id)) => ContentId::Angled(id),
-            (None, None) => ContentId::None,
-        };
-        write_part(&self.boundary, content_id, response, out);
+        write_part(&self.boundary, self.content_id(meta), response, out);
     }
 
     fn end(&mut self, out: &mut BytesMut) {
@@ -160,7 +214,22 @@ enum ContentId<'a> {
     Raw(&'a str),
     /// The id inside a plain `<id>`.
     Angled(&'a str),
+    /// As it came on the wire, echoed unchanged.
+    AsSent(&'a str),
+    /// The id inside a plain `<id>`, echoed unchanged.
+    AngledAsSent(&'a str),
     None,
+}
+
+/// Writes `Content-ID: X` for a value echoed as sent, if it can be a header value.
+fn put_content_id_as_sent(raw: &str, out: &mut BytesMut) {
+    let t = raw.trim_matches(|c| c == ' ' || c == '\t');
+    if t.is_empty() || t.bytes().any(|c| c.is_ascii_control() && c != b'\t') {
+        return;
+    }
+    out.put_slice(b"Content-ID: ");
+    out.put_slice(t.as_bytes());
+    out.put_slice(b"\r\n");
 }
 
 fn write_part(
@@ -178,6 +247,12 @@ fn write_part(
         ContentId::Raw(cid) => put_response_content_id(cid, out),
         ContentId::Angled(id) => {
             out.put_slice(b"Content-ID: <response-");
+            out.put_slice(id.as_bytes());
+            out.put_slice(b">\r\n");
+        }
+        ContentId::AsSent(raw) => put_content_id_as_sent(raw, out),
+        ContentId::AngledAsSent(id) => {
+            out.put_slice(b"Content-ID: <");
             out.put_slice(id.as_bytes());
             out.put_slice(b">\r\n");
         }
