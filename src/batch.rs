@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use tower_service::Service;
 
 use crate::body::{BatchBody, ResponseBody};
+use crate::check::check_limits;
 use crate::config::Config;
 use crate::context::{BatchContext, BatchStore};
 use crate::error::{BatchError, BoxError};
@@ -17,6 +18,7 @@ use crate::format::{self, DecodeContext, Format};
 use crate::graph::check_items;
 use crate::inherit::{self, Outer};
 use crate::item::{Item, ItemMeta};
+use crate::path;
 use crate::schedule::launcher::Launcher;
 use crate::schedule::{Scheduler, Slot};
 
@@ -98,6 +100,18 @@ where
     ResBody::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
+    // A batch that is an item of another batch counts as nested whichever layer it reaches: the
+    // enclosing batch's context travels with the item.
+    let depth = parts
+        .extensions
+        .get::<BatchContext>()
+        .map_or(0, |c| c.depth);
+    if depth > config.max_nesting {
+        return error_body(BatchError::TooDeep {
+            depth,
+            limit: config.max_nesting,
+        });
+    }
     let bytes = match read_body(body, &parts, &config).await {
         Ok(b) => b,
         Err(err) => return error_body(err),
@@ -121,6 +135,18 @@ where
             count: items.len(),
             limit: config.limits.max_items,
         });
+    }
+    check_limits(&mut items, &config.limits);
+    // Weights and policies see the path the inner service will see.
+    for item in &mut items {
+        let Ok(request) = &mut item.request else {
+            continue;
+        };
+        match path::resolve(request.uri(), config.service_root.as_deref()) {
+            Ok(Some(uri)) => *request.uri_mut() = uri,
+            Ok(None) => {}
+            Err(err) => item.request = Err(err),
+        }
     }
     let graph = match check_items(&items) {
         Ok(g) => g,

@@ -107,6 +107,13 @@ pub enum BatchError {
         /// The configured budget.
         limit: u64,
     },
+    /// The batch is an item of an enclosing batch, deeper than this layer allows.
+    TooDeep {
+        /// How many batches enclose this one.
+        depth: usize,
+        /// The configured nesting limit.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for BatchError {
@@ -166,6 +173,10 @@ impl fmt::Display for BatchError {
             BatchError::CostExceeded { cost, limit } => {
                 write!(f, "batch costs {cost}; the budget is {limit}")
             }
+            BatchError::TooDeep { depth, limit } => write!(
+                f,
+                "this batch is an item of {depth} enclosing batch(es); this layer allows {limit} (nested batches are off at 0)"
+            ),
         }
     }
 }
@@ -206,6 +217,7 @@ impl BatchError {
             BatchError::UnknownDependency { .. } => "UNKNOWN_DEPENDENCY",
             BatchError::DependencyCycle { .. } => "DEPENDENCY_CYCLE",
             BatchError::CostExceeded { .. } => "COST_EXCEEDED",
+            BatchError::TooDeep { .. } => "NESTED_BATCH",
         }
     }
 

@@ -1,6 +1,8 @@
 //! What an item receives from the outer request, and the checks that keep an item on this
 //! origin and inside the layer's policy.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -10,6 +12,7 @@ use http::{Method, Request, StatusCode};
 use crate::config::{AuthPolicy, Config};
 use crate::context::BatchContext;
 use crate::error::ItemError;
+use crate::path;
 
 /// Everything about the outer request that items inherit, computed once per batch.
 #[derive(Debug)]
@@ -39,8 +42,9 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-authenticate",
 ];
 
-/// The header names a `Connection` header lists: hop-by-hop too (RFC 9110 §7.6.1).
-fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+/// The header names a `Connection` header lists: hop-by-hop too (RFC 9110 §7.6.1). A set, so
+/// that asking about each header costs the same however long the list is.
+fn connection_listed(headers: &HeaderMap) -> HashSet<String> {
     headers
         .get_all(header::CONNECTION)
         .iter()
@@ -51,9 +55,9 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-fn is_hop_by_hop(name: &HeaderName, listed: &[String]) -> bool {
+fn is_hop_by_hop(name: &HeaderName, listed: &HashSet<String>) -> bool {
     let n = name.as_str();
-    HOP_BY_HOP.contains(&n) || n.starts_with("proxy-") || listed.iter().any(|l| l == n)
+    HOP_BY_HOP.contains(&n) || n.starts_with("proxy-") || listed.contains(n)
 }
 
 impl Outer {
@@ -133,11 +137,25 @@ fn reserve_extensions(extensions: &mut http::Extensions) {
     extensions.remove::<Room<3>>();
 }
 
+/// `HeaderMap` holds at most 32,768 fields; its fallible methods say so instead of panicking.
+fn too_many_headers() -> ItemError {
+    ItemError::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "the item and what it inherits from the batch carry more headers than a request can hold",
+    )
+}
+
 fn forbidden(message: String) -> ItemError {
     ItemError::new(StatusCode::FORBIDDEN, message)
 }
 
 fn same_authority(a: &str, b: &str) -> bool {
+    same_authority_on(a, b, "80")
+}
+
+/// Whether two authorities name the same host and port; a missing port is `default_port`, the
+/// scheme's own (80 for `http`, 443 for `https`), never "any port".
+fn same_authority_on(a: &str, b: &str, default_port: &str) -> bool {
     fn split(s: &str) -> (&str, Option<&str>) {
         match s.rsplit_once(':') {
             Some((h, _)) if !h.ends_with(']') && h.contains(':') => (s, None),
@@ -147,7 +165,9 @@ fn same_authority(a: &str, b: &str) -> bool {
     }
     let (ha, pa) = split(a);
     let (hb, pb) = split(b);
-    ha.eq_ignore_ascii_case(hb) && (pa == pb || pa.is_none() || pb.is_none())
+    ha.eq_ignore_ascii_case(hb)
+        && pa.filter(|p| !p.is_empty()).unwrap_or(default_port)
+            == pb.filter(|p| !p.is_empty()).unwrap_or(default_port)
 }
 
 /// The request id an item without its own gets: the outer id, `-`, and the item's index.
@@ -194,7 +214,7 @@ impl Seen {
                 seen.hop_by_hop = true;
             } else if name.as_str() == "sec-websocket-key" {
                 seen.upgrade = true;
-            } else if is_hop_by_hop(name, &[]) {
+            } else if is_hop_by_hop(name, &HashSet::new()) {
                 // `Connection` among them: the names it lists are found when they are removed.
                 seen.hop_by_hop = true;
             }
@@ -239,8 +259,12 @@ fn check_and_inherit(
 ) -> Result<RequestId, ItemError> {
     // Stay on this origin: an absolute target or a Host must name the batch's own authority.
     if let Some(authority) = req.uri().authority() {
+        let default_port = match req.uri().scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("https") => "443",
+            _ => "80",
+        };
         match &outer.host {
-            Some(host) if same_authority(authority.as_str(), host) => {}
+            Some(host) if same_authority_on(authority.as_str(), host, default_port) => {}
             _ => {
                 return Err(ItemError::bad_request(format!(
                     "item target `{}` names another host; batch items must stay on this origin",
@@ -276,20 +300,9 @@ fn check_and_inherit(
         }
     }
 
-    if let Some(root) = &config.service_root {
-        let path = req.uri().path();
-        let under = path
-            .strip_prefix(root.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-        if !under {
-            let pq = match req.uri().query() {
-                Some(q) => format!("{root}{path}?{q}"),
-                None => format!("{root}{path}"),
-            };
-            *req.uri_mut() = Uri::try_from(pq).map_err(|_| {
-                ItemError::bad_request("item path could not be resolved under the service root")
-            })?;
-        }
+    // The path the inner service will see: under the service root, runs of `/` collapsed.
+    if let Some(uri) = path::resolve(req.uri(), config.service_root.as_deref())? {
+        *req.uri_mut() = uri;
     }
 
     let method = req.method().clone();
@@ -301,8 +314,10 @@ fn check_and_inherit(
             "protocol upgrades (WebSocket and others) cannot be batched",
         ));
     }
-    let path = req.uri().path();
-    if has_dot_segment(path) {
+    // Policies compare the decoded path, as the inner service's router reads it.
+    let path = path::decoded(req.uri().path())?;
+    let path = path.as_ref();
+    if has_dot_segment(path) || has_dot_segment(req.uri().path()) {
         return Err(ItemError::bad_request(format!(
             "item path `{path}` contains `.` or `..` segments; send the resolved path"
         )));
@@ -318,14 +333,11 @@ fn check_and_inherit(
             "{method} requests may not be batched here"
         )));
     }
-    if policy
-        .deny_prefixes
-        .iter()
-        .any(|p| path.starts_with(p.as_str()))
+    if policy.deny_prefixes.iter().any(|p| path::under(path, p))
         || policy
             .allow_prefixes
             .as_ref()
-            .is_some_and(|allow| !allow.iter().any(|p| path.starts_with(p.as_str())))
+            .is_some_and(|allow| !allow.iter().any(|p| path::under(path, p)))
     {
         return Err(forbidden(format!(
             "`{path}` may not be called inside a batch"
@@ -389,17 +401,23 @@ fn check_and_inherit(
                 continue;
             }
             for value in outer.headers.get_all(name) {
-                headers.append(name.clone(), value.clone());
+                headers
+                    .try_append(name.clone(), value.clone())
+                    .map_err(|_| too_many_headers())?;
             }
         }
     }
     if let Some(host) = &outer.host_value {
         if seen.hosts == 0 {
-            headers.insert(header::HOST, host.clone());
+            headers
+                .try_insert(header::HOST, host.clone())
+                .map_err(|_| too_many_headers())?;
         }
     }
     if len > 0 || seen.content_length {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        headers
+            .try_insert(header::CONTENT_LENGTH, HeaderValue::from(len))
+            .map_err(|_| too_many_headers())?;
     }
 
     // Request id: the outer id plus the item index, unless the item set its own.
@@ -408,7 +426,9 @@ fn check_and_inherit(
         if seen.request_id {
             request_id = headers.get(name).cloned();
         } else if let Some(id) = derived_id(outer, ctx.index) {
-            headers.insert(name.clone(), id.clone());
+            headers
+                .try_insert(name.clone(), id.clone())
+                .map_err(|_| too_many_headers())?;
             request_id = Some(id);
         }
     }
@@ -465,7 +485,8 @@ fn has_dot_segment(path: &str) -> bool {
 /// `None` when nothing is added.
 fn merge_query(item: Option<&str>, outer: &str) -> Option<String> {
     let item = item.unwrap_or("");
-    let names: Vec<&str> = item
+    // A set: a scan of the item's names for each outer name is quadratic in the query length.
+    let names: HashSet<&str> = item
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| p.split('=').next().unwrap_or(p))
@@ -474,7 +495,7 @@ fn merge_query(item: Option<&str>, outer: &str) -> Option<String> {
     let mut added = false;
     for pair in outer.split('&').filter(|p| !p.is_empty()) {
         let name = pair.split('=').next().unwrap_or(pair);
-        if names.contains(&name) {
+        if names.contains(name) {
             continue;
         }
         if !merged.is_empty() {
@@ -651,5 +672,9 @@ mod tests {
         assert!(!same_authority("example.com:81", "example.com:80"));
         assert!(!same_authority("evil.com", "example.com"));
         assert!(same_authority("127.0.0.1:3000", "127.0.0.1:3000"));
+        // A missing port is the scheme's default, not any port.
+        assert!(!same_authority("127.0.0.1", "127.0.0.1:3000"));
+        assert!(!same_authority_on("example.com", "example.com:80", "443"));
+        assert!(same_authority_on("example.com", "example.com:443", "443"));
     }
 }

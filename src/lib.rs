@@ -12,6 +12,7 @@
 // checks that no two import each other, directly or round a circle).
 mod batch;
 mod body;
+mod check;
 mod config;
 mod context;
 mod error;
@@ -22,6 +23,7 @@ mod inherit;
 mod item;
 mod layer;
 mod limits;
+mod path;
 mod run;
 mod schedule;
 mod service;
