@@ -13,12 +13,13 @@ use crate::body::{BatchBody, ResponseBody};
 use crate::check::check_limits;
 use crate::config::Config;
 use crate::context::{BatchContext, BatchStore};
-use crate::error::{BatchError, BoxError};
+use crate::error::{not_run, BatchError, BoxError};
 use crate::format::{self, DecodeContext, Format};
 use crate::graph::check_items;
 use crate::inherit::{self, Outer};
 use crate::item::{Item, ItemMeta};
 use crate::path;
+use crate::schedule::budget::Budget;
 use crate::schedule::launcher::Launcher;
 use crate::schedule::{Scheduler, Slot};
 
@@ -232,7 +233,7 @@ where
             }
             Err(err) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
-                let mut res = err.to_response();
+                let mut res = not_run(err.to_response());
                 if let (Some(name), Some(id)) = (
                     &config.request_id_header,
                     inherit::derived_id(&outer, index),
@@ -268,6 +269,10 @@ where
         config.concurrency,
         config.execution,
         config.batch_timeout,
+        Arc::new(Budget::new(
+            config.limits.max_held_bytes,
+            config.limits.max_response_bytes,
+        )),
     );
     let content_type = encoder.content_type();
     let body = BatchBody::new(
@@ -276,6 +281,7 @@ where
         metas,
         span,
         config.limits.max_response_bytes,
+        config.limits.stall_timeout,
     );
     let mut res = Response::new(ResponseBody::batch(body));
     *res.status_mut() = StatusCode::OK;

@@ -9,6 +9,7 @@ use http::{HeaderName, Method, Request};
 
 use crate::format::{Format, Multipart};
 use crate::limits::Limits;
+use crate::pinned::Pinned;
 
 /// Who may authenticate an item.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -133,6 +134,7 @@ pub(crate) struct Config {
     pub(crate) budget: Option<(u64, Weigh)>,
     pub(crate) execution: Execution,
     pub(crate) service_root: Option<String>,
+    pub(crate) pinned: Pinned,
 }
 
 impl Default for Config {
@@ -162,6 +164,7 @@ impl Default for Config {
             budget: None,
             execution: Execution::Polled,
             service_root: None,
+            pinned: Pinned::default(),
         }
     }
 }

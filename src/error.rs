@@ -339,6 +339,17 @@ pub(crate) fn google_status(status: StatusCode) -> &'static str {
 }
 
 /// A JSON error response in Google's shape: `{"error":{"code":..,"message":..,"status":..}}`.
+/// Marks the answer of an item that was not run (refused, failed dependency, no room), so that
+/// a later step that replaces the answer still says the item did not run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NotRun;
+
+/// `res`, marked as the answer of an item that was not run.
+pub(crate) fn not_run(mut res: Response<Bytes>) -> Response<Bytes> {
+    res.extensions_mut().insert(NotRun);
+    res
+}
+
 pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<Bytes> {
     let body = serde_json::json!({
         "error": {

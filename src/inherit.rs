@@ -387,6 +387,23 @@ fn check_and_inherit(
         seen = Seen::scan(req.headers(), config.request_id_header.as_ref());
     }
 
+    // Pinned headers are the outer request's alone: the item's own go, the outer ones fill in.
+    let outer_only = config.auth == AuthPolicy::OuterOnly;
+    if !req.headers().is_empty() {
+        let pinned: Vec<HeaderName> = req
+            .headers()
+            .keys()
+            .filter(|n| config.pinned.covers(n, outer_only))
+            .cloned()
+            .collect();
+        if !pinned.is_empty() {
+            for name in pinned {
+                req.headers_mut().remove(name);
+            }
+            seen = Seen::scan(req.headers(), config.request_id_header.as_ref());
+        }
+    }
+
     // Headers: the item's own win; the outer ones fill in (every value of a multi-valued one).
     let len = req.body().len();
     let headers = req.headers_mut();

@@ -234,6 +234,21 @@ impl BatchLayer {
         self
     }
 
+    /// Headers that items always get from the outer request and may not set themselves: an
+    /// item's own value is dropped, and the outer request's (if it has one) takes its place.
+    /// A name ending in `*` is a prefix. Replaces the default set: `Forwarded`, `X-Forwarded-*`
+    /// and `X-Real-IP`, the headers a front proxy sets about the client, so that a rate limit or
+    /// an audit log keyed on them counts the real client. Under [`AuthPolicy::OuterOnly`],
+    /// `Cookie` and `Proxy-Authorization` are pinned as well.
+    pub fn pinned_headers<I, P>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.config().pinned = crate::pinned::Pinned::new(names);
+        self
+    }
+
     /// The header that carries request ids. Default `x-request-id`.
     ///
     /// When the outer request has one, each item without its own gets `<outer id>-<index>`, and

@@ -24,9 +24,11 @@ mod item;
 mod layer;
 mod limits;
 mod path;
+mod pinned;
 mod run;
 mod schedule;
 mod service;
+mod stall;
 
 #[cfg(feature = "client")]
 pub mod client;
