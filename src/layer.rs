@@ -191,6 +191,20 @@ impl BatchLayer {
         self
     }
 
+    /// The most bytes of answers held while they wait for an earlier item; see
+    /// [`Limits::max_held_bytes`].
+    pub fn max_held_bytes(mut self, n: usize) -> Self {
+        self.config().limits.max_held_bytes = n;
+        self
+    }
+
+    /// How long the batch answer may wait for the client to take its next part; see
+    /// [`Limits::stall_timeout`].
+    pub fn stall_timeout(mut self, d: Duration) -> Self {
+        self.config().limits.stall_timeout = d;
+        self
+    }
+
     /// How long the client may take to send the batch body. Default 30 s; then `408`.
     pub fn read_timeout(mut self, d: Duration) -> Self {
         self.config().limits.read_timeout = d;
