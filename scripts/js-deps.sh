@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs (idempotently) the pinned JavaScript clients for the interop tests
-# (tests/js/package.json + package-lock.json, run by tests/graph_js.rs) into target/js.
+# Installs (idempotently) the pinned JavaScript packages for the interop and browser tests
+# (tests/js/package.json + package-lock.json, used by tests/graph_js.rs and tests/browser.rs)
+# into target/js.
 #
 # Usage: scripts/js-deps.sh
 #   HTTP_BATCH_JS_DIR=/some/dir  install location (default: target/js under the repository root)
@@ -46,7 +47,7 @@ fi
 # npm works on the directory holding package.json, so the pinned manifest is copied out of
 # the source tree: node_modules then lives under target/ and never in tests/.
 cp "$SRC/package.json" "$SRC/package-lock.json" "$DIR/"
-echo "installing $(grep -o '"@[^"]*": *"[^"]*"' "$SRC/package.json" | tr -d ' ') into $DIR" >&2
+echo "installing the packages pinned in tests/js/package-lock.json into $DIR" >&2
 if ! (cd "$DIR" && "$NPM" ci --no-audit --no-fund --loglevel=error >&2); then
   # Only an unreachable registry is a skip; a registry that answers but an install that
   # still fails is a real failure.
@@ -59,7 +60,7 @@ if ! (cd "$DIR" && "$NPM" ci --no-audit --no-fund --loglevel=error >&2); then
 fi
 
 # A broken install is a real failure, not a skip.
-(cd "$DIR" && node -e 'require("@microsoft/microsoft-graph-client")') >&2
+(cd "$DIR" && node -e 'require("@microsoft/microsoft-graph-client"); require("playwright-core")') >&2
 
 printf '%s' "$WANT" >"$STAMP"
 echo "$DIR/node_modules"

@@ -55,10 +55,18 @@ where
             timeout: limits.read_timeout,
         }),
         Ok(Err(err)) => {
-            if err
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
+            // The limit may be this layer's or an outer `RequestBodyLimitLayer`'s, whose error
+            // reaches here wrapped (axum's `Body` wraps every body error): look down the chain.
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*err);
+            let mut too_large = false;
+            while let Some(e) = source {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    too_large = true;
+                    break;
+                }
+                source = e.source();
+            }
+            if too_large {
                 Err(BatchError::BodyTooLarge {
                     limit: limits.max_body_bytes,
                 })

@@ -134,6 +134,12 @@ pub(crate) struct Config {
     pub(crate) budget: Option<(u64, Weigh)>,
     pub(crate) execution: Execution,
     pub(crate) service_root: Option<String>,
+    /// Origins (`https://api.example.com`, or a bare authority) that absolute item targets may
+    /// name besides the batch's own `Host`: the public names of this service behind a proxy.
+    pub(crate) public_origins: Vec<String>,
+    /// Whether `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` on the batch request are
+    /// believed (only behind a proxy that sets them).
+    pub(crate) trust_forwarded: bool,
     pub(crate) pinned: Pinned,
 }
 
@@ -155,8 +161,12 @@ impl Default for Config {
             // Enough to overlap I/O-bound handlers; low enough that one batch cannot take over a
             // database pool.
             concurrency: 16,
-            item_timeout: None,
-            batch_timeout: None,
+            // A `TimeoutLayer` outside the batch layer cannot bound a batch: the answer's head
+            // goes out at once and the items run while its body streams. So the layer bounds
+            // them itself. An API call that takes half a minute has failed; a whole batch gets
+            // twice that, within what load balancers allow an idle stream (60 s on AWS ALB).
+            item_timeout: Some(Duration::from_secs(30)),
+            batch_timeout: Some(Duration::from_secs(60)),
             auth: AuthPolicy::default(),
             request_id_header: Some(HeaderName::from_static("x-request-id")),
             max_nesting: 0,
@@ -164,6 +174,8 @@ impl Default for Config {
             budget: None,
             execution: Execution::Polled,
             service_root: None,
+            public_origins: Vec::new(),
+            trust_forwarded: false,
             pinned: Pinned::default(),
         }
     }

@@ -114,6 +114,9 @@ pub enum BatchError {
         /// The configured nesting limit.
         limit: usize,
     },
+    /// The layer was added with axum's `Router::layer`, which wraps each route and the fallback
+    /// after routing: its items could not be routed. A mistake in the server, answered `500`.
+    MountedInsideRouter,
 }
 
 impl fmt::Display for BatchError {
@@ -122,6 +125,13 @@ impl fmt::Display for BatchError {
             BatchError::MethodNotAllowed { method } => {
                 write!(f, "batch requests must use POST, not {method}")
             }
+            BatchError::MountedInsideRouter => write!(
+                f,
+                "the server added BatchLayer with Router::layer, which runs after routing, so \
+                 batch items cannot be routed; wrap the router instead: \
+                 BatchLayer::new().wrap_router(router), or mount Batch::new(router) with \
+                 route_service"
+            ),
             BatchError::UnsupportedMediaType {
                 content_type,
                 accepted,
@@ -194,6 +204,7 @@ impl BatchError {
             | BatchError::PartTooLarge { .. }
             | BatchError::CostExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BatchError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            BatchError::MountedInsideRouter => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -218,6 +229,7 @@ impl BatchError {
             BatchError::DependencyCycle { .. } => "DEPENDENCY_CYCLE",
             BatchError::CostExceeded { .. } => "COST_EXCEEDED",
             BatchError::TooDeep { .. } => "NESTED_BATCH",
+            BatchError::MountedInsideRouter => "MOUNTED_INSIDE_ROUTER",
         }
     }
 
@@ -269,7 +281,7 @@ impl BatchError {
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
         if let BatchError::MethodNotAllowed { .. } = self {
-            headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+            headers.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
         }
         res
     }
@@ -338,7 +350,6 @@ pub(crate) fn google_status(status: StatusCode) -> &'static str {
     }
 }
 
-/// A JSON error response in Google's shape: `{"error":{"code":..,"message":..,"status":..}}`.
 /// Marks the answer of an item that was not run (refused, failed dependency, no room), so that
 /// a later step that replaces the answer still says the item did not run.
 #[derive(Clone, Copy, Debug)]
@@ -350,6 +361,7 @@ pub(crate) fn not_run(mut res: Response<Bytes>) -> Response<Bytes> {
     res
 }
 
+/// A JSON error response in Google's shape: `{"error":{"code":..,"message":..,"status":..}}`.
 pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<Bytes> {
     let body = serde_json::json!({
         "error": {
@@ -394,6 +406,6 @@ mod tests {
         }
         .to_response();
         assert_eq!(res.status(), 405);
-        assert_eq!(res.headers()[header::ALLOW], "POST");
+        assert_eq!(res.headers()[header::ALLOW], "POST, OPTIONS");
     }
 }

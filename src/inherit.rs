@@ -23,6 +23,12 @@ pub(crate) struct Outer {
     pub(crate) host: Option<String>,
     /// `host` as a header value, made once per batch instead of once per item.
     pub(crate) host_value: Option<HeaderValue>,
+    /// The scheme the batch arrived with, when known (an absolute request URI, or a trusted
+    /// `X-Forwarded-Proto` / `Forwarded: proto=`).
+    pub(crate) scheme: Option<String>,
+    /// The public host a trusted proxy says the client asked for (`Forwarded: host=` or
+    /// `X-Forwarded-Host`), when the layer trusts it.
+    pub(crate) forwarded_host: Option<String>,
     pub(crate) query: Option<String>,
     pub(crate) extensions: http::Extensions,
     pub(crate) request_id: Option<HeaderValue>,
@@ -105,10 +111,22 @@ impl Outer {
         }
         reserve_extensions(&mut extensions);
         let host_value = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok());
+        let (forwarded_host, forwarded_proto) = if config.trust_forwarded {
+            forwarded(&parts.headers)
+        } else {
+            (None, None)
+        };
+        let scheme = parts
+            .uri
+            .scheme_str()
+            .map(str::to_owned)
+            .or(forwarded_proto);
         Outer {
             headers,
             host_value,
             host,
+            scheme,
+            forwarded_host,
             query: parts.uri.query().map(str::to_owned),
             extensions,
             request_id,
@@ -149,25 +167,82 @@ fn forbidden(message: String) -> ItemError {
     ItemError::new(StatusCode::FORBIDDEN, message)
 }
 
-fn same_authority(a: &str, b: &str) -> bool {
-    same_authority_on(a, b, "80")
+/// Host and port of an authority, the port defaulting to the scheme's (80 for `http`, 443 for
+/// `https`); `None` as the port when neither says.
+fn host_port<'a>(authority: &'a str, scheme: Option<&str>) -> (&'a str, Option<u16>) {
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = match authority.rsplit_once(':') {
+        // `[::1]:8080` or `host:8080`; a bare IPv6 address has colons but no closing bracket.
+        Some((h, p)) if (h.ends_with(']') || !h.contains(':')) && !p.is_empty() => {
+            (h, p.parse::<u16>().ok())
+        }
+        _ => (authority, None),
+    };
+    let default = match scheme.map(str::to_ascii_lowercase).as_deref() {
+        Some("http") => Some(80),
+        Some("https") => Some(443),
+        _ => None,
+    };
+    (host, port.or(default))
 }
 
-/// Whether two authorities name the same host and port; a missing port is `default_port`, the
-/// scheme's own (80 for `http`, 443 for `https`), never "any port".
-fn same_authority_on(a: &str, b: &str, default_port: &str) -> bool {
-    fn split(s: &str) -> (&str, Option<&str>) {
-        match s.rsplit_once(':') {
-            Some((h, _)) if !h.ends_with(']') && h.contains(':') => (s, None),
-            Some((h, p)) if p.bytes().all(|c| c.is_ascii_digit()) => (h, Some(p)),
-            _ => (s, None),
+/// Whether an absolute item target (`scheme://authority/...`) names this origin: the batch's
+/// own `Host`, a configured public origin, or the host a trusted proxy forwarded. A missing port
+/// means the scheme's default port; the batch's own `Host` without a port takes the default of
+/// the batch's scheme when known, else of the item's.
+fn on_this_origin(scheme: Option<&str>, authority: &str, outer: &Outer, config: &Config) -> bool {
+    let (host, port) = host_port(authority, scheme);
+    let same = |other: &str, other_scheme: Option<&str>| {
+        let (h, p) = host_port(other, other_scheme.or(scheme));
+        h.eq_ignore_ascii_case(host) && p == port
+    };
+    outer
+        .host
+        .as_deref()
+        .is_some_and(|h| same(h, outer.scheme.as_deref()))
+        || outer
+            .forwarded_host
+            .as_deref()
+            .is_some_and(|h| same(h, outer.scheme.as_deref()))
+        || config.public_origins.iter().any(|origin| {
+            let (s, a) = origin
+                .split_once("://")
+                .map_or((None, origin.as_str()), |(s, a)| (Some(s), a));
+            s.is_none_or(|s| scheme.is_none_or(|item| item.eq_ignore_ascii_case(s))) && same(a, s)
+        })
+}
+
+/// The host and scheme a proxy forwarded: `Forwarded: host=...;proto=...` (RFC 7239), else
+/// `X-Forwarded-Host` and `X-Forwarded-Proto`. Each takes its last element: the one the proxy
+/// nearest to this server added, since a client may send values of its own ahead of it.
+fn forwarded(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let mut host = None;
+    let mut proto = None;
+    if let Some(element) = first("forwarded") {
+        for pair in element.split(';') {
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().trim_matches('"').to_owned();
+            match k.trim().to_ascii_lowercase().as_str() {
+                "host" => host = Some(v),
+                "proto" => proto = Some(v),
+                _ => {}
+            }
         }
     }
-    let (ha, pa) = split(a);
-    let (hb, pb) = split(b);
-    ha.eq_ignore_ascii_case(hb)
-        && pa.filter(|p| !p.is_empty()).unwrap_or(default_port)
-            == pb.filter(|p| !p.is_empty()).unwrap_or(default_port)
+    (
+        host.or_else(|| first("x-forwarded-host")),
+        proto.or_else(|| first("x-forwarded-proto")),
+    )
 }
 
 /// The request id an item without its own gets: the outer id, `-`, and the item's index.
@@ -192,6 +267,7 @@ struct Seen {
     hop_by_hop: bool,
     content_length: bool,
     request_id: bool,
+    accept_encoding: bool,
 }
 
 impl Seen {
@@ -205,6 +281,8 @@ impl Seen {
                 seen.content_type = true;
             } else if name == header::CONTENT_LENGTH {
                 seen.content_length = true;
+            } else if name == header::ACCEPT_ENCODING {
+                seen.accept_encoding = true;
             } else if name == header::AUTHORIZATION {
                 seen.authorization = true;
             } else if request_id == Some(name) {
@@ -257,20 +335,14 @@ fn check_and_inherit(
     config: &Config,
     ctx: BatchContext,
 ) -> Result<RequestId, ItemError> {
-    // Stay on this origin: an absolute target or a Host must name the batch's own authority.
+    // Stay on this origin: an absolute target must name the batch's own authority, a public
+    // origin the layer was given, or the host a trusted proxy forwarded.
     if let Some(authority) = req.uri().authority() {
-        let default_port = match req.uri().scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case("https") => "443",
-            _ => "80",
-        };
-        match &outer.host {
-            Some(host) if same_authority_on(authority.as_str(), host, default_port) => {}
-            _ => {
-                return Err(ItemError::bad_request(format!(
-                    "item target `{}` names another host; batch items must stay on this origin",
-                    req.uri()
-                )))
-            }
+        if !on_this_origin(req.uri().scheme_str(), authority.as_str(), outer, config) {
+            return Err(ItemError::bad_request(format!(
+                "item target `{}` names another host; batch items must stay on this origin",
+                req.uri()
+            )));
         }
         let pq = req
             .uri()
@@ -288,16 +360,17 @@ fn check_and_inherit(
             "item carries more than one Host header",
         ));
     }
+    // An item's `Host` is advisory: clients write the public host into every part, while behind
+    // a proxy the batch arrives for the backend. The item runs under the batch's own origin, so
+    // its `Host` is replaced by the batch's (below), never trusted for routing.
     if seen.hosts == 1 {
-        let ok = match (req.headers()[header::HOST].to_str(), &outer.host) {
-            (Ok(h), Some(host)) => same_authority(h, host),
-            _ => false,
-        };
-        if !ok {
-            return Err(ItemError::bad_request(
-                "item `Host` header names another host; batch items must stay on this origin",
-            ));
-        }
+        req.headers_mut().remove(header::HOST);
+        seen.hosts = 0;
+    }
+    // Parts are never compressed: clients decode the whole batch body as text, so an item may
+    // not ask for an encoding, whatever its own headers say.
+    if seen.accept_encoding {
+        req.headers_mut().remove(header::ACCEPT_ENCODING);
     }
 
     // The path the inner service will see: under the service root, runs of `/` collapsed.
@@ -684,14 +757,21 @@ mod tests {
 
     #[test]
     fn authority_comparison() {
-        assert!(same_authority("Example.com", "example.com"));
-        assert!(same_authority("example.com:80", "example.com"));
-        assert!(!same_authority("example.com:81", "example.com:80"));
-        assert!(!same_authority("evil.com", "example.com"));
-        assert!(same_authority("127.0.0.1:3000", "127.0.0.1:3000"));
+        let http = Some("http");
+        let https = Some("https");
+        assert_eq!(host_port("Example.com", http), ("Example.com", Some(80)));
+        assert_eq!(host_port("example.com", https), ("example.com", Some(443)));
+        assert_eq!(
+            host_port("example.com:8080", https),
+            ("example.com", Some(8080))
+        );
+        assert_eq!(host_port("[::1]:3000", None), ("[::1]", Some(3000)));
+        assert_eq!(host_port("[::1]", http), ("[::1]", Some(80)));
+        assert_eq!(host_port("user@host:1", None), ("host", Some(1)));
         // A missing port is the scheme's default, not any port.
-        assert!(!same_authority("127.0.0.1", "127.0.0.1:3000"));
-        assert!(!same_authority_on("example.com", "example.com:80", "443"));
-        assert!(same_authority_on("example.com", "example.com:443", "443"));
+        assert_ne!(
+            host_port("example.com", http),
+            host_port("example.com:81", http)
+        );
     }
 }

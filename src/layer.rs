@@ -69,16 +69,24 @@ impl BatchLayer {
         Arc::make_mut(&mut self.config)
     }
 
-    /// Adds a batch path. The first call replaces the default `/batch`.
+    /// The first path given with [`path`](Self::path) or [`paths`](Self::paths) replaces the
+    /// default `/batch`; nothing else does, so the order of the builder calls does not matter.
+    fn drop_default_path(&mut self) {
+        if !self.paths_set {
+            self.paths_set = true;
+            // The default route is the first until a path is given: other builders only push.
+            self.config().routes.remove(0);
+        }
+    }
+
+    /// Adds a batch path. The first path given replaces the default `/batch`; routes added
+    /// with [`path_with_format`](Self::path_with_format) are kept, whatever the order of calls.
     ///
     /// A segment written `{name}` matches any one non-empty segment, so Google's per-API form
     /// `/batch/{api}/{version}` works as written. Paths match exactly: `/batch` does not match
     /// `/batch/` or `/v1/batch`.
     pub fn path(mut self, path: impl AsRef<str>) -> Self {
-        if !self.paths_set {
-            self.config().routes.clear();
-            self.paths_set = true;
-        }
+        self.drop_default_path();
         self.config().routes.push(Route {
             pattern: PathPattern::new(path.as_ref()),
             formats: None,
@@ -86,14 +94,13 @@ impl BatchLayer {
         self
     }
 
-    /// Sets the batch paths (replacing the default `/batch`).
+    /// Adds batch paths, as [`path`](Self::path) does each (the default `/batch` is replaced).
     pub fn paths<I, P>(mut self, paths: I) -> Self
     where
         I: IntoIterator<Item = P>,
         P: AsRef<str>,
     {
-        self.config().routes.retain(|r| r.formats.is_some());
-        self.paths_set = true;
+        self.drop_default_path();
         for p in paths {
             self = self.path(p);
         }
@@ -229,14 +236,19 @@ impl BatchLayer {
     }
 
     /// Gives each item at most `d`; an item that takes longer is answered `504`, and the other
-    /// items are kept. Default: none.
+    /// items are kept. Default 30 s.
     pub fn item_timeout(mut self, d: Duration) -> Self {
         self.config().item_timeout = Some(d);
         self
     }
 
     /// Gives the whole batch at most `d`, counted from when its body has been read. Items not
-    /// finished by then are answered `504`; every finished answer is kept. Default: none.
+    /// finished by then are answered `504`; every finished answer is kept. Default 60 s.
+    ///
+    /// Timeouts belong here, not in a `TimeoutLayer` outside the batch layer: the batch's
+    /// answer head goes out at once and its items run while the body streams, so an outer
+    /// timeout bounds nothing. A `TimeoutLayer` *inside* (around the wrapped service) bounds
+    /// each item's handler, as it bounds a direct call.
     pub fn batch_timeout(mut self, d: Duration) -> Self {
         self.config().batch_timeout = Some(d);
         self
@@ -381,6 +393,28 @@ impl BatchLayer {
         self
     }
 
+    /// Adds a public origin of this service, such as `https://api.example.com`: absolute item
+    /// targets (`GET https://api.example.com/v1/x`) may name it as well as the batch's own
+    /// `Host`. Behind a reverse proxy the batch arrives for the backend (`Host: backend:8080`)
+    /// while clients write the public origin. A missing port means the scheme's default.
+    /// Without a scheme (`api.example.com:8443`) the origin matches either scheme.
+    ///
+    /// An item's `Host` header never needs this: it is replaced by the batch's own.
+    pub fn public_origin(mut self, origin: impl Into<String>) -> Self {
+        let origin = origin.into().trim_end_matches('/').to_owned();
+        self.config().public_origins.push(origin);
+        self
+    }
+
+    /// Believes `Forwarded` (`host=`, `proto=`) and `X-Forwarded-Host` / `X-Forwarded-Proto` on
+    /// the batch request, so that absolute item targets may name the host the client asked the
+    /// proxy for. Default: off. Turn it on only behind a proxy that sets these headers itself,
+    /// since a client can send them too; the last value of each (the nearest proxy's) is used.
+    pub fn trust_forwarded_headers(mut self, trust: bool) -> Self {
+        self.config().trust_forwarded = trust;
+        self
+    }
+
     /// The limits in force.
     pub fn current_limits(&self) -> &Limits {
         &self.config.limits
@@ -390,6 +424,25 @@ impl BatchLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builder_order_does_not_matter() {
+        let a = BatchLayer::new()
+            .path_with_format("/json-only", crate::format::Multipart::new())
+            .path("/batch");
+        let b = BatchLayer::new()
+            .path("/batch")
+            .path_with_format("/json-only", crate::format::Multipart::new());
+        for layer in [a, b] {
+            assert!(layer.config.route("/json-only").is_some());
+            assert!(layer.config.route("/batch").is_some());
+        }
+        let c = BatchLayer::new().path("/a").paths(["/b"]).path("/c");
+        for p in ["/a", "/b", "/c"] {
+            assert!(c.config.route(p).is_some(), "{p}");
+        }
+        assert!(c.config.route("/batch").is_none());
+    }
 
     #[test]
     fn first_path_replaces_default() {

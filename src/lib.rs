@@ -35,6 +35,8 @@ pub mod client;
 
 #[cfg(feature = "axum")]
 mod axum_support;
+#[cfg(feature = "axum")]
+pub use axum_support::MissingBatchContext;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response};
+use http::{header, HeaderName, HeaderValue, Method, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -25,6 +25,8 @@ use crate::layer::BatchLayer;
 pub struct Batch<S> {
     inner: S,
     config: Arc<Config>,
+    /// Whether `inner` is one route of an axum router (`Router::layer`), not a whole service.
+    per_route: bool,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Batch<S> {
@@ -69,6 +71,7 @@ impl<S> Layer<S> for BatchLayer {
         Batch {
             inner,
             config: self.config.clone(),
+            per_route: is_axum_route::<S>(),
         }
     }
 }
@@ -97,7 +100,13 @@ where
         let Some(route) = self.config.route(req.uri().path()) else {
             return ResponseFuture::inner(self.inner.call(req));
         };
+        if self.per_route {
+            return reject(BatchError::MountedInsideRouter);
+        }
         let formats = self.config.formats_of(Some(route));
+        if req.method() == Method::OPTIONS {
+            return ResponseFuture::reject(options(&self.config, formats));
+        }
         if req.method() != Method::POST {
             return reject(BatchError::MethodNotAllowed {
                 method: req.method().to_string(),
@@ -133,6 +142,38 @@ where
             service, nested, config, format, mime, req,
         )))
     }
+}
+
+/// Whether the layer is being applied to a single route of an axum router, as
+/// `Router::layer` does: axum hands each layer its `Route` type (one handler, or the fallback),
+/// after routing. Items sent there could only ever reach that one handler, so such a batch is
+/// refused with words that name the fix. Found by the type's name, as axum's `Route` is not a
+/// type this crate can name without depending on axum.
+fn is_axum_route<S>() -> bool {
+    std::any::type_name::<S>().starts_with("axum::routing::route::Route")
+}
+
+/// The answer to `OPTIONS` on a batch path: what may be sent there, and the limits a client
+/// must keep to, so it can split its calls into batches that fit.
+fn options(config: &Config, formats: &[Arc<dyn format::Format>]) -> Response<Bytes> {
+    let limits = &config.limits;
+    let accepted: Vec<String> = formats.iter().flat_map(|f| f.content_types()).collect();
+    let mut res = Response::new(Bytes::new());
+    *res.status_mut() = http::StatusCode::NO_CONTENT;
+    let headers = res.headers_mut();
+    headers.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+    if let Ok(v) = HeaderValue::from_str(&accepted.join(", ")) {
+        headers.insert(HeaderName::from_static("accept-post"), v);
+    }
+    for (name, value) in [
+        ("batch-max-items", limits.max_items),
+        ("batch-max-body-bytes", limits.max_body_bytes),
+        ("batch-max-part-bytes", limits.max_part_bytes),
+        ("batch-max-response-bytes", limits.max_response_bytes),
+    ] {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+    }
+    res
 }
 
 fn reject<F, B>(err: BatchError) -> ResponseFuture<F, B> {

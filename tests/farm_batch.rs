@@ -377,7 +377,7 @@ async fn envelope_errors() {
             .unwrap(),
     )
     .await;
-    assert_eq!(raw.headers["allow"], "POST");
+    assert_eq!(raw.headers["allow"], "POST, OPTIONS");
     check(raw, 405, "METHOD_NOT_ALLOWED", "POST");
 }
 

@@ -865,9 +865,10 @@ async fn absolute_targets_must_name_this_origin() {
     assert_eq!(probe.calls(), 1);
 }
 
-/// An item's own `Host` header must name this origin too.
+/// An item's own `Host` header is advisory: the item runs under the batch's own origin, so a
+/// `Host` naming another host is replaced by the batch's, and never reaches the app.
 #[tokio::test]
-async fn item_host_header_must_name_this_origin() {
+async fn item_host_header_is_replaced_by_the_batchs() {
     let (addr, probe) = start(BatchLayer::new()).await;
     let body = envelope(&[
         part("evil", "GET /echo HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
@@ -878,18 +879,15 @@ async fn item_host_header_must_name_this_origin() {
         get_part("none", "/echo"),
     ]);
     let answers = parts_of(&post_batch(addr, &[], body).await);
-    assert_eq!(statuses(&answers), vec![400, 200, 200]);
-    assert!(
-        answers[0].message().contains("Host"),
-        "{}",
-        answers[0].message()
-    );
-    assert_eq!(
-        answers[2].seen("host"),
-        vec![addr.to_string()],
-        "items inherit the batch's Host"
-    );
-    assert_eq!(probe.calls(), 2);
+    assert_eq!(statuses(&answers), vec![200, 200, 200]);
+    for answer in &answers {
+        assert_eq!(
+            answer.seen("host"),
+            vec![addr.to_string()],
+            "items run under the batch's Host"
+        );
+    }
+    assert_eq!(probe.calls(), 3);
 }
 
 /// RFC 9112 §3.2: a request with more than one `Host` is answered 400. An item whose first
@@ -1949,7 +1947,7 @@ async fn batch_level_errors_are_json_with_a_message() {
         let reply = send(addr, method.clone(), "/batch", &headers, body).await;
         assert_batch_error(&reply, status, kind);
         if status == 405 {
-            assert_eq!(reply.headers["allow"], "POST");
+            assert_eq!(reply.headers["allow"], "POST, OPTIONS");
         }
     }
     assert_eq!(probe.calls(), 0);

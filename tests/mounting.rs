@@ -152,3 +152,64 @@ async fn pattern_path_with_wrap_router() {
     assert_eq!(&p[0].body[..], b"hello ann");
     assert_eq!(&p[1].body[..], b"hello bob");
 }
+
+/// `Router::layer(BatchLayer::new())` compiles, but axum applies it to each route and the
+/// fallback *after* routing: a batch reaches the layer only through the fallback, whose inner
+/// service is the fallback handler, not the router, so every item would be answered 404. The
+/// layer sees where it was put and says so, loudly, instead of running the items.
+#[tokio::test]
+async fn router_layer_is_refused_loudly() {
+    let app = api().layer(BatchLayer::new());
+    let addr = serve(app).await;
+    let raw = post_batch(addr, "/batch", "b", two_items()).await;
+    assert_eq!(raw.status, 500, "{}", raw.text());
+    let text = raw.text();
+    assert!(text.contains("wrap_router"), "{text}");
+    assert!(text.contains("MOUNTED_INSIDE_ROUTER"), "{text}");
+    // The API itself still works.
+    let raw = support::send(
+        Request::get(format!("http://{addr}/hello/cy"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(raw.text(), "hello cy");
+}
+
+/// The ordinary tower composition, `ServiceBuilder` with tower-http layers around the batch
+/// layer, served by `axum::serve` (through a `Router` whose fallback is the composed service, as
+/// the README shows) and by the hyper-util server (through `BatchService`).
+#[tokio::test]
+async fn service_builder_composition_with_both_servers() {
+    use tower::ServiceBuilder;
+    use tower_http::trace::TraceLayer;
+
+    let svc = ServiceBuilder::new()
+        .layer(TraceLayer::new_for_http())
+        .layer(BatchLayer::new())
+        .service(api());
+    let addr = serve(Router::new().fallback_service(svc)).await;
+    let p = parts(&post_batch(addr, "/batch", "b", two_items()).await).await;
+    assert_eq!(&p[0].body[..], b"hello ann");
+    assert_eq!(&p[1].body[..], b"hello bob");
+
+    let svc = ServiceBuilder::new()
+        .layer(TraceLayer::new_for_http())
+        .layer(BatchLayer::new())
+        .service(tower::service_fn(plain));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = BatchService::new(svc.clone());
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let p = parts(&post_batch(addr, "/batch", "b", two_items()).await).await;
+    assert_eq!(&p[0].body[..], b"hi ann ");
+}

@@ -17,6 +17,10 @@
 //! | GET    | `/farm/v1/slow/{ms}`          | test helper: sleeps, then `{"sleptMs":N}`      |
 //! | GET    | `/farm/v1/whoami`             | test helper: echoes auth header, query, id     |
 //!
+//! [`app`] adds the batch endpoints, a page at `/` that sends 20 calls one by one and as one
+//! batch and shows both answers side by side (`page.html`; `/?api=http://host:port` points it at
+//! another origin), and CORS, so that page may be served from anywhere.
+//!
 //! With a token, every `/farm/...` call needs `Authorization: Bearer <token>`,
 //! else 401 with `WWW-Authenticate: Bearer`.
 #![allow(dead_code)]
@@ -30,11 +34,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{json, Value};
+use tower_http::cors::{Any, CorsLayer};
 
 /// The longest sleep `/farm/v1/slow/{ms}` accepts.
 pub const MAX_SLOW_MS: u64 = 60_000;
@@ -460,11 +465,47 @@ pub fn api(token: Option<String>) -> Router {
     }
 }
 
-/// The farm API with batch support at `/batch` and `/batch/farm/v1`.
+/// The page served at `/`: the same calls sent one by one and as one batch, side by side.
+pub const PAGE: &str = include_str!("page.html");
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// CORS for the farm: any origin may call it, with the methods and headers `page.html` sends.
+pub fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PUT,
+            axum::http::Method::DELETE,
+        ])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+        ])
+        // A browser then asks once per URL every ten minutes, not before every call.
+        .max_age(Duration::from_secs(600))
+}
+
+/// The farm API with batch support at `/batch` and `/batch/farm/v1`, the page at `/`, and CORS.
 pub fn app(token: Option<String>) -> Router {
-    http_batch::BatchLayer::new()
+    let batched = http_batch::BatchLayer::new()
         .paths(["/batch", "/batch/farm/v1"])
-        .wrap_router(api(token))
+        .wrap_router(api(token).route("/", get(page)));
+    // CORS wraps the batch layer, never the other way round. A browser sends one request for
+    // the whole batch, so the preflight (`OPTIONS /batch/...`) and the
+    // `Access-Control-Allow-Origin` it reads belong to that outer request: inside, the
+    // preflight would reach the batch layer, which answers `OPTIONS` with 405, and the CORS
+    // headers would land in each item's nested answer, where no browser looks. The items are
+    // calls the server makes to itself, not cross-origin requests, so they need no CORS.
+    // tower-http's CorsLayer answers every OPTIONS itself, preflight or not, so neither the
+    // batch layer nor the routes see one.
+    batched.layer(cors())
 }
 
 /// Serves [`app`] on 127.0.0.1 at a free port in a tokio task; returns the

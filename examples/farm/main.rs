@@ -1,7 +1,9 @@
 //! Run with: cargo run --example farm
 //!
 //! Serves the in-memory farm API (see `app.rs`) with batch support at
-//! `/batch` and `/batch/farm/v1`.
+//! `/batch` and `/batch/farm/v1`, CORS for any origin, and a page at `/`
+//! that sends 20 calls one by one and as one batch and compares the answers
+//! (open `http://127.0.0.1:3000/`; `/?api=http://host:port` calls another farm).
 //!
 //! Environment:
 //! - `ADDR`: address to listen on (default `127.0.0.1:3000`; port 0 picks one).
