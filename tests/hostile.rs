@@ -676,7 +676,6 @@ async fn a_missing_port_is_the_schemes_default() {
     let raw = post_json(addr, "/batch", body.to_string()).await;
     let answers = answers(&raw);
     assert_eq!(answers["noport"].0, 400, "{:?}", answers["noport"]);
-    eprintln!("{:?}", answers["noport"]);
     assert_eq!(answers["same"].0, 204);
     assert_eq!(probe.calls.load(Ordering::SeqCst), 1);
 }
