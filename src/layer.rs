@@ -312,6 +312,10 @@ impl BatchLayer {
 
     /// Only paths under these prefixes may be batched; others are answered `403`.
     /// Default: every path.
+    ///
+    /// Prefixes cover whole segments (`/admin` covers `/admin` and `/admin/x`, not
+    /// `/administrator`) and are compared with the path the inner service sees: the service root
+    /// applied, runs of `/` collapsed, percent-decoded.
     pub fn allow_path_prefixes<I, P>(mut self, prefixes: I) -> Self
     where
         I: IntoIterator<Item = P>,
@@ -321,7 +325,8 @@ impl BatchLayer {
         self
     }
 
-    /// Paths under these prefixes may not be batched; they are answered `403`.
+    /// Paths under these prefixes may not be batched; they are answered `403`. Matched as in
+    /// [`allow_path_prefixes`](Self::allow_path_prefixes).
     pub fn deny_path_prefixes<I, P>(mut self, prefixes: I) -> Self
     where
         I: IntoIterator<Item = P>,

@@ -510,7 +510,8 @@ async fn a_long_connection_list_is_checked_in_linear_time() {
     let took = started.elapsed();
     assert_eq!(answers(&raw)["1"].0, 204);
     assert_eq!(probe.calls.load(Ordering::SeqCst), 1);
-    assert!(took < Duration::from_secs(8), "took {took:?}");
+    // Linear: well under a second in a debug build; the nested scan took about ten.
+    assert!(took < Duration::from_secs(4), "took {took:?}");
 }
 
 #[tokio::test]
