@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use futures_util::future::{self, Either};
 use tokio::time::Instant;
 
 /// What the body runs, behind a lock the watchdog can take it from.
@@ -18,7 +19,8 @@ use tokio::time::Instant;
 pub(crate) struct Watched<T> {
     shared: Arc<Shared<T>>,
     timeout: Duration,
-    watching: bool,
+    /// Dropped with the body, which ends the watchdog at once rather than at its next wake-up.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 #[derive(Debug)]
@@ -41,7 +43,7 @@ impl<T: Send + 'static> Watched<T> {
                 stalled: AtomicBool::new(false),
             }),
             timeout,
-            watching: false,
+            stop: None,
         }
     }
 
@@ -62,22 +64,31 @@ impl<T: Send + 'static> Watched<T> {
     pub(crate) fn handed(&mut self) {
         let now = self.shared.start.elapsed().as_millis() as u64;
         self.shared.handed_at.store(now, Ordering::Release);
-        if !self.watching {
+        if self.stop.is_none() {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 return;
             };
-            self.watching = true;
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            self.stop = Some(stop);
             let weak = Arc::downgrade(&self.shared);
-            drop(runtime.spawn(watch(weak, self.timeout)));
+            drop(runtime.spawn(watch(weak, self.timeout, stopped)));
         }
     }
 }
 
-async fn watch<T: Send + 'static>(weak: Weak<Shared<T>>, timeout: Duration) {
+async fn watch<T: Send + 'static>(
+    weak: Weak<Shared<T>>,
+    timeout: Duration,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
     let limit = timeout.as_millis() as u64;
     let mut wait = timeout;
     loop {
-        tokio::time::sleep(wait).await;
+        let sleep = std::pin::pin!(tokio::time::sleep(wait));
+        if let Either::Right(_) = future::select(sleep, &mut stopped).await {
+            // The body is gone: the batch ended, one way or another.
+            return;
+        }
         let Some(shared) = weak.upgrade() else { return };
         let handed_at = shared.handed_at.load(Ordering::Acquire);
         let now = shared.start.elapsed().as_millis() as u64;
