@@ -104,8 +104,10 @@ impl Limits {
 
     /// The largest whole batch response, in bytes. Default 64 MiB.
     ///
-    /// Once reached, the remaining items are answered with a short `507` each instead of their
-    /// bodies, so the response stays well formed.
+    /// An item starts only while the answer so far (written and held) leaves room under it; the
+    /// items after that are not run, and each is answered with a short `507` that says so, so the
+    /// response stays well formed. An item that ran but whose answer does not fit is answered
+    /// `507` saying that it ran.
     pub fn max_response_bytes(mut self, n: usize) -> Self {
         self.max_response_bytes = n;
         self
