@@ -388,9 +388,10 @@ fn check_and_inherit(
         ));
     }
     // Policies compare the decoded path, as the inner service's router reads it.
-    let path = path::decoded(req.uri().path())?;
-    let path = path.as_ref();
-    if has_dot_segment(path) || has_dot_segment(req.uri().path()) {
+    let decoded = path::decoded(req.uri().path())?;
+    let encoded = matches!(decoded, std::borrow::Cow::Owned(_));
+    let path = decoded.as_ref();
+    if has_dot_segment(path) || (encoded && has_dot_segment(req.uri().path())) {
         return Err(ItemError::bad_request(format!(
             "item path `{path}` contains `.` or `..` segments; send the resolved path"
         )));

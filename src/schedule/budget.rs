@@ -51,8 +51,10 @@ impl Budget {
 
     /// May item `index` start, with `next` the item the body waits for?
     pub(crate) fn admit(&self, index: usize, next: usize) -> Admit {
-        let held = self.held.load(Ordering::Acquire);
-        let written = self.written.load(Ordering::Acquire);
+        // Relaxed: the counts only bound memory; a lane that reads a stale one is woken again at
+        // the next emit.
+        let held = self.held.load(Ordering::Relaxed);
+        let written = self.written.load(Ordering::Relaxed);
         if written.saturating_add(held).saturating_add(256) > self.max_response {
             return Admit::Refuse;
         }
