@@ -145,13 +145,15 @@ where
             limit: config.limits.max_items,
         });
     }
-    check_limits(&mut items, &config.limits);
-    // Weights and policies see the path the inner service will see.
+    // One pass: every per-item limit, then the path the inner service will see, which weights
+    // and policies look at.
     for item in &mut items {
         let Ok(request) = &mut item.request else {
             continue;
         };
-        match path::resolve(request.uri(), config.service_root.as_deref()) {
+        let checked = check_limits(request, &config.limits)
+            .and_then(|()| path::resolve(request.uri(), config.service_root.as_deref()));
+        match checked {
             Ok(Some(uri)) => *request.uri_mut() = uri,
             Ok(None) => {}
             Err(err) => item.request = Err(err),

@@ -1,4 +1,4 @@
-//! Every per-item limit, checked once after decoding, whatever the format (custom formats too).
+//! Every per-item limit, checked once after decoding (by `batch.rs`, item by item), whatever the format (custom formats too).
 //!
 //! Decoders may check early where that protects their own parsing (the multipart reader does),
 //! but this stage is what holds every format to the same limits: an item over one of them is
@@ -7,23 +7,16 @@
 use http::StatusCode;
 
 use crate::error::ItemError;
-use crate::item::Item;
 use crate::limits::Limits;
 
 /// The bytes a header line costs on the wire: `name: value\r\n`.
 const LINE_OVERHEAD: usize = 4;
 
-/// Replaces each item that is over a per-item limit with its error.
-pub(crate) fn check_limits(items: &mut [Item], limits: &Limits) {
-    for item in items {
-        let Ok(request) = &item.request else { continue };
-        if let Err(err) = check_one(request, limits) {
-            item.request = Err(err);
-        }
-    }
-}
-
-fn check_one(request: &http::Request<bytes::Bytes>, limits: &Limits) -> Result<(), ItemError> {
+/// The error of an item over a per-item limit.
+pub(crate) fn check_limits(
+    request: &http::Request<bytes::Bytes>,
+    limits: &Limits,
+) -> Result<(), ItemError> {
     let headers = request.headers();
     if headers.len() > limits.max_headers {
         return Err(ItemError::new(
@@ -68,9 +61,9 @@ mod tests {
     use http::Request;
 
     fn status(req: Request<Bytes>, limits: &Limits) -> Option<u16> {
-        let mut items = vec![Item::new(req)];
-        check_limits(&mut items, limits);
-        items[0].request().err().map(|e| e.status().as_u16())
+        check_limits(&req, limits)
+            .err()
+            .map(|e| e.status().as_u16())
     }
 
     #[test]
