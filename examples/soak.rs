@@ -492,10 +492,15 @@ async fn send_hostile(client: &HttpClient, addr: SocketAddr, stats: &Stats, rng:
             let items = (0..50)
                 .map(|i| serde_json::json!({"id": i.to_string(), "method": "GET", "url": url}))
                 .collect();
-            ("huge queries", format!("/batch?{}", params("o", 2000)), json_batch(items))
+            (
+                "huge queries",
+                format!("/batch?{}", params("o", 2000)),
+                json_batch(items),
+            )
         }
         1 => {
-            let mut items = vec![serde_json::json!({"id": "0", "method": "GET", "url": "/farm/v1/slow/200"})];
+            let mut items =
+                vec![serde_json::json!({"id": "0", "method": "GET", "url": "/farm/v1/slow/200"})];
             for i in 1..100 {
                 items.push(serde_json::json!({"id": i.to_string(), "method": "GET", "url": "/farm/v1/farmers"}));
             }
