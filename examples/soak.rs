@@ -12,7 +12,11 @@
 //!   of which must get a 4xx;
 //! - clients that hang up halfway through sending the body, or halfway through reading the
 //!   answer;
-//! - clients that trickle the body for about a second before finishing it.
+//! - clients that trickle the body for about a second before finishing it;
+//! - hostile shapes: thousands of query parameters on the batch and on every item, JSON items
+//!   with dependency edges behind a slow item, JSON items with tens of thousands of headers, and
+//!   clients that send a batch of large answers and never read them. Each must be answered (a
+//!   `200` batch, or a 4xx) or, for the stalled reader, leave nothing behind.
 //!
 //! Because the server runs in this process, the process's resident memory (`VmRSS`) is the
 //! server's plus a small client share; it is sampled every second. Prints requests, items,
@@ -119,6 +123,7 @@ struct Stats {
     malformed_rejected: AtomicU64,
     hangups: AtomicU64,
     trickled: AtomicU64,
+    hostile: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -467,6 +472,114 @@ async fn send_malformed(
     }
 }
 
+/// A JSON batch body of `items`.
+fn json_batch(items: Vec<serde_json::Value>) -> Bytes {
+    Bytes::from(serde_json::json!({ "requests": items }).to_string())
+}
+
+/// One of the hostile shapes; each must be answered with a `200` batch or a 4xx, or (the reader
+/// that stops) leave nothing behind.
+async fn send_hostile(client: &HttpClient, addr: SocketAddr, stats: &Stats, rng: &mut Rng) {
+    let params = |prefix: &str, n: usize| {
+        (0..n)
+            .map(|i| format!("{prefix}{i}=1"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let (kind, path, body) = match rng.below(4) {
+        0 => {
+            let url = format!("/farm/v1/animals/pony?{}", params("i", 2000));
+            let items = (0..50)
+                .map(|i| serde_json::json!({"id": i.to_string(), "method": "GET", "url": url}))
+                .collect();
+            (
+                "huge queries",
+                format!("/batch?{}", params("o", 2000)),
+                json_batch(items),
+            )
+        }
+        1 => {
+            let mut items =
+                vec![serde_json::json!({"id": "0", "method": "GET", "url": "/farm/v1/slow/200"})];
+            for i in 1..100 {
+                items.push(serde_json::json!({"id": i.to_string(), "method": "GET", "url": "/farm/v1/farmers"}));
+            }
+            items[99]["dependsOn"] = serde_json::json!(["1"]);
+            ("dependency edge", "/batch".to_owned(), json_batch(items))
+        }
+        2 => {
+            let headers: serde_json::Map<_, _> = (0..33_000)
+                .map(|i| (format!("x-{i}"), serde_json::json!("1")))
+                .collect();
+            let items = vec![
+                serde_json::json!({"id": "many", "method": "GET", "url": "/farm/v1/farmers", "headers": headers}),
+                serde_json::json!({"id": "plain", "method": "GET", "url": "/farm/v1/farmers"}),
+            ];
+            ("many headers", "/batch".to_owned(), json_batch(items))
+        }
+        _ => {
+            // A reader that stops: the batch asks for many answers and nothing is read.
+            let items = (0..200)
+                .map(|i| serde_json::json!({"id": i.to_string(), "method": "GET", "url": "/farm/v1/animals"}))
+                .collect();
+            let body = json_batch(items);
+            let run = async {
+                let mut sock = TcpStream::connect(addr).await?;
+                let head = format!(
+                    "POST /batch HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                sock.write_all(head.as_bytes()).await?;
+                sock.write_all(&body).await?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Ok::<_, std::io::Error>(())
+            };
+            match tokio::time::timeout(EXCHANGE_TIMEOUT, run).await {
+                Ok(Ok(())) => {
+                    stats.hostile.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Err(e)) => stats.error(format!("stalled reader: {}", e.kind())),
+                Err(_) => stats.error("stalled reader timed out"),
+            }
+            return;
+        }
+    };
+    let req = Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(full(body))
+        .expect("valid request");
+    let exchange = async {
+        let res = client
+            .request(req)
+            .await
+            .map_err(|e| format!("client: {e}"))?;
+        let status = res.status();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        Ok::<_, String>((status, body))
+    };
+    match tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await {
+        Ok(Ok((s, body))) if s == StatusCode::OK => {
+            match serde_json::from_slice::<serde_json::Value>(&body) {
+                Ok(v) if v["responses"].is_array() => {
+                    stats.hostile.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => stats.error(format!("hostile ({kind}): the answer is not a JSON batch")),
+            }
+        }
+        Ok(Ok((s, _))) if s.is_client_error() => {
+            stats.hostile.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Ok((s, _))) => stats.error(format!("hostile ({kind}) answered {}", s.as_u16())),
+        Ok(Err(e)) => stats.error(format!("hostile ({kind}): {e}")),
+        Err(_) => stats.error(format!("hostile ({kind}) timed out")),
+    }
+}
+
 /// Over a raw socket: sends the head and half of a batch's body, or all of it and then reads
 /// only part of the answer; then drops the connection.
 async fn hang_up(addr: SocketAddr, stats: &Stats, batch: Batch, mid_answer: bool) {
@@ -522,7 +635,8 @@ async fn client_loop(
                 };
                 send_batch(&client, addr, &stats, batch, false).await;
             }
-            70..=79 => send_malformed(&client, addr, &stats, &mut rng, batch_no).await,
+            70..=75 => send_malformed(&client, addr, &stats, &mut rng, batch_no).await,
+            76..=79 => send_hostile(&client, addr, &stats, &mut rng).await,
             80..=86 => {
                 let n = batch_size(&mut rng);
                 hang_up(addr, &stats, strict_batch(&mut rng, batch_no, n), false).await;
@@ -652,6 +766,7 @@ async fn main() {
     println!("requests sent:       {}", get(&stats.requests));
     println!("  batches answered:  {} (200)", get(&stats.batches_ok));
     println!("  malformed -> 4xx:  {}", get(&stats.malformed_rejected));
+    println!("  hostile answered:  {}", get(&stats.hostile));
     println!("  hang-ups:          {}", get(&stats.hangups));
     println!("  trickled bodies:   {}", get(&stats.trickled));
     println!("items sent:          {}", get(&stats.items_sent));

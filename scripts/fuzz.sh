@@ -2,7 +2,7 @@
 # Runs one cargo-fuzz target for a bounded time, on the stable toolchain.
 #
 # Usage: scripts/fuzz.sh <target> <seconds> [more libFuzzer flags...]
-#   targets: multipart_reader, nested_http (see fuzz/fuzz_targets/)
+#   targets: multipart_reader, nested_http, whole_layer (see fuzz/fuzz_targets/)
 #   SANITIZER=none scripts/fuzz.sh ...   builds without AddressSanitizer (faster, less checking)
 #
 # cargo-fuzz passes nightly-only flags (-Zsanitizer=address, -Cpasses=sancov-module); on a

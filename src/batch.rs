@@ -10,15 +10,18 @@ use http_body_util::BodyExt;
 use tower_service::Service;
 
 use crate::body::{BatchBody, ResponseBody};
+use crate::check::check_limits;
 use crate::config::Config;
 use crate::context::{BatchContext, BatchStore};
-use crate::error::{BatchError, BoxError};
+use crate::error::{not_run, BatchError, BoxError};
 use crate::format::dialect::ChangeSets;
 use crate::format::{self, DecodeContext, Format};
 use crate::graph::check_items;
 use crate::group;
 use crate::inherit::{self, Outer};
 use crate::item::{Item, ItemMeta};
+use crate::path;
+use crate::schedule::budget::Budget;
 use crate::schedule::launcher::Launcher;
 use crate::schedule::{Scheduler, Slot};
 
@@ -109,6 +112,18 @@ where
     ResBody::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
+    // A batch that is an item of another batch counts as nested whichever layer it reaches: the
+    // enclosing batch's context travels with the item.
+    let depth = parts
+        .extensions
+        .get::<BatchContext>()
+        .map_or(0, |c| c.depth);
+    if depth > config.max_nesting {
+        return error_body(BatchError::TooDeep {
+            depth,
+            limit: config.max_nesting,
+        });
+    }
     let bytes = match read_body(body, &parts, &config).await {
         Ok(b) => b,
         Err(err) => return error_body(err),
@@ -130,6 +145,24 @@ where
             count: items.len(),
             limit: config.limits.max_items,
         });
+    }
+    // One pass: every per-item limit, then the path the inner service will see, which weights
+    // and policies look at.
+    let root = route
+        .service_root
+        .as_deref()
+        .or(config.service_root.as_deref());
+    for item in &mut items {
+        let Ok(request) = &mut item.request else {
+            continue;
+        };
+        let checked =
+            check_limits(request, &config.limits).and_then(|()| path::resolve(request.uri(), root));
+        match checked {
+            Ok(Some(uri)) => *request.uri_mut() = uri,
+            Ok(None) => {}
+            Err(err) => item.request = Err(err),
+        }
     }
     let mut graph = match check_items(&items) {
         Ok(g) => g,
@@ -235,7 +268,7 @@ where
             }
             Err(err) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
-                let mut res = err.to_response();
+                let mut res = not_run(err.to_response());
                 if let (Some(name), Some(id)) = (
                     &config.request_id_header,
                     inherit::derived_id(&outer, index),
@@ -271,6 +304,10 @@ where
         config.concurrency,
         config.execution,
         config.batch_timeout,
+        Arc::new(Budget::new(
+            config.limits.max_held_bytes,
+            config.limits.max_response_bytes,
+        )),
     );
     let content_type = encoder.content_type();
     let body = BatchBody::new(
@@ -279,6 +316,7 @@ where
         metas,
         span,
         config.limits.max_response_bytes,
+        config.limits.stall_timeout,
     );
     let mut res = Response::new(ResponseBody::batch(body));
     *res.status_mut() = dialect.status();

@@ -3,16 +3,18 @@
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::error::error_response;
+use crate::error::{error_response, not_run, NotRun};
 use crate::format::Encoder;
 use crate::item::{answer_len, ItemMeta};
 use crate::schedule::Scheduler;
+use crate::stall::Watched;
 
 /// Answers are gathered into frames of about this size, so small items do not each cost a write.
 const FRAME_BYTES: usize = 64 * 1024;
@@ -108,7 +110,8 @@ where
 
 /// The streamed batch answer: runs the scheduler and encodes answers in request order.
 pub(crate) struct BatchBody {
-    scheduler: Scheduler,
+    /// Behind the stall watchdog, which drops it if the client stops reading.
+    scheduler: Watched<Scheduler>,
     encoder: Box<dyn Encoder>,
     metas: Vec<ItemMeta>,
     span: tracing::Span,
@@ -126,10 +129,11 @@ impl BatchBody {
         metas: Vec<ItemMeta>,
         span: tracing::Span,
         max_response_bytes: usize,
+        stall_timeout: Duration,
     ) -> Self {
         let capacity = (metas.len() * 256).clamp(1024, FRAME_BYTES);
         BatchBody {
-            scheduler,
+            scheduler: Watched::new(scheduler, stall_timeout),
             encoder,
             metas,
             span,
@@ -148,52 +152,86 @@ impl BatchBody {
         if self.finished {
             return Poll::Ready(None);
         }
+        let frame = self.next_frame(cx);
+        if let Poll::Ready(Some(_)) = &frame {
+            if !self.finished {
+                self.scheduler.handed();
+            }
+        }
+        frame
+    }
+
+    fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let span = self.span.clone();
         let _enter = span.enter();
+        let Some(mut guard) = self.scheduler.polled() else {
+            // The client stopped reading and the batch was ended: the answer stops here.
+            self.finished = true;
+            if self.scheduler.stalled() {
+                tracing::debug!("batch answer ended after a stall");
+            }
+            return Poll::Ready(None);
+        };
+        let scheduler = guard.as_mut().expect("checked by `polled`");
         if !self.begun {
             self.begun = true;
             self.encoder.begin(&mut self.buf);
         }
         loop {
-            match self.scheduler.poll_next(cx) {
+            match scheduler.poll_next(cx) {
                 Poll::Ready(Some((index, mut response))) => {
                     let estimate = answer_len(&response) + 256;
                     if self.written + self.buf.len() + estimate > self.max_response_bytes {
-                        response = over_budget(self.max_response_bytes);
+                        let ran = response.extensions().get::<NotRun>().is_none();
+                        response = over_budget(self.max_response_bytes, ran);
                     }
                     let before = self.buf.len();
                     self.encoder
                         .item(&self.metas[index], &response, &mut self.buf);
                     tracing::trace!(index, bytes = self.buf.len() - before, "item encoded");
+                    scheduler.budget().written(self.written + self.buf.len());
                     if self.buf.len() >= FRAME_BYTES {
-                        return Poll::Ready(Some(self.take()));
+                        return Poll::Ready(Some(take(&mut self.buf, &mut self.written)));
                     }
                 }
                 Poll::Ready(None) => {
                     self.encoder.end(&mut self.buf);
                     self.finished = true;
                     tracing::debug!(bytes = self.written + self.buf.len(), "batch answered");
-                    return Poll::Ready(Some(self.take()));
+                    return Poll::Ready(Some(take(&mut self.buf, &mut self.written)));
                 }
                 Poll::Pending => {
                     if self.buf.is_empty() {
                         return Poll::Pending;
                     }
-                    return Poll::Ready(Some(self.take()));
+                    return Poll::Ready(Some(take(&mut self.buf, &mut self.written)));
                 }
             }
         }
     }
-
-    fn take(&mut self) -> Bytes {
-        self.written += self.buf.len();
-        self.buf.split().freeze()
-    }
 }
 
-fn over_budget(limit: usize) -> Response<Bytes> {
-    error_response(
-        StatusCode::INSUFFICIENT_STORAGE,
-        &format!("the batch response reached its limit of {limit} bytes before this item"),
-    )
+fn take(buf: &mut BytesMut, written: &mut usize) -> Bytes {
+    *written += buf.len();
+    buf.split().freeze()
+}
+
+/// The answer in place of one that does not fit; it says whether the item ran, so that a client
+/// knows whether a retry would repeat it.
+fn over_budget(limit: usize, ran: bool) -> Response<Bytes> {
+    if ran {
+        error_response(
+            StatusCode::INSUFFICIENT_STORAGE,
+            &format!(
+                "the item ran, but its answer did not fit in the batch response's limit of {limit} bytes"
+            ),
+        )
+    } else {
+        not_run(error_response(
+            StatusCode::INSUFFICIENT_STORAGE,
+            &format!(
+                "the batch response reached its limit of {limit} bytes before this item, so it was not run"
+            ),
+        ))
+    }
 }

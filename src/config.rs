@@ -9,6 +9,7 @@ use http::{HeaderName, Method, Request};
 
 use crate::format::{Dialect, Format, Multipart};
 use crate::limits::Limits;
+use crate::pinned::Pinned;
 use crate::transaction::TransactionProvider;
 
 /// Who may authenticate an item.
@@ -192,6 +193,7 @@ pub(crate) struct Config {
     pub(crate) trust_forwarded: bool,
     /// Whether some route has a test on the request.
     pub(crate) has_tests: bool,
+    pub(crate) pinned: Pinned,
 }
 
 impl Default for Config {
@@ -225,6 +227,7 @@ impl Default for Config {
             public_origins: Vec::new(),
             trust_forwarded: false,
             has_tests: false,
+            pinned: Pinned::default(),
         }
     }
 }

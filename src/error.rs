@@ -107,6 +107,13 @@ pub enum BatchError {
         /// The configured budget.
         limit: u64,
     },
+    /// The batch is an item of an enclosing batch, deeper than this layer allows.
+    TooDeep {
+        /// How many batches enclose this one.
+        depth: usize,
+        /// The configured nesting limit.
+        limit: usize,
+    },
     /// The layer was added with axum's `Router::layer`, which wraps each route and the fallback
     /// after routing: its items could not be routed. A mistake in the server, answered `500`.
     MountedInsideRouter,
@@ -194,6 +201,10 @@ impl fmt::Display for BatchError {
                 "the batch holds a change set, which must run all or nothing, and this service \
                  has no transactions to run it so; nothing was run"
             ),
+            BatchError::TooDeep { depth, limit } => write!(
+                f,
+                "this batch is an item of {depth} enclosing batch(es); this layer allows {limit} (nested batches are off at 0)"
+            ),
         }
     }
 }
@@ -236,6 +247,7 @@ impl BatchError {
             BatchError::UnknownDependency { .. } => "UNKNOWN_DEPENDENCY",
             BatchError::DependencyCycle { .. } => "DEPENDENCY_CYCLE",
             BatchError::CostExceeded { .. } => "COST_EXCEEDED",
+            BatchError::TooDeep { .. } => "NESTED_BATCH",
             BatchError::MountedInsideRouter => "MOUNTED_INSIDE_ROUTER",
             BatchError::ChangeSetsRefused { .. } => "CHANGE_SETS_REFUSED",
             BatchError::NoTransactions => "NO_TRANSACTIONS",
@@ -357,6 +369,17 @@ pub(crate) fn google_status(status: StatusCode) -> &'static str {
         s if s >= 500 => "INTERNAL",
         _ => "UNKNOWN",
     }
+}
+
+/// Marks the answer of an item that was not run (refused, failed dependency, no room), so that
+/// a later step that replaces the answer still says the item did not run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NotRun;
+
+/// `res`, marked as the answer of an item that was not run.
+pub(crate) fn not_run(mut res: Response<Bytes>) -> Response<Bytes> {
+    res.extensions_mut().insert(NotRun);
+    res
 }
 
 /// A JSON error response in Google's shape: `{"error":{"code":..,"message":..,"status":..}}`.

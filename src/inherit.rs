@@ -1,6 +1,8 @@
 //! What an item receives from the outer request, and the checks that keep an item on this
 //! origin and inside the layer's policy.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -10,6 +12,7 @@ use http::{Method, Request, StatusCode};
 use crate::config::{AuthPolicy, Config};
 use crate::context::BatchContext;
 use crate::error::ItemError;
+use crate::path;
 use crate::transaction::Transaction;
 
 /// Everything about the outer request that items inherit, computed once per batch.
@@ -48,8 +51,9 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-authenticate",
 ];
 
-/// The header names a `Connection` header lists: hop-by-hop too (RFC 9110 §7.6.1).
-fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+/// The header names a `Connection` header lists: hop-by-hop too (RFC 9110 §7.6.1). A set, so
+/// that asking about each header costs the same however long the list is.
+fn connection_listed(headers: &HeaderMap) -> HashSet<String> {
     headers
         .get_all(header::CONNECTION)
         .iter()
@@ -60,9 +64,9 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-fn is_hop_by_hop(name: &HeaderName, listed: &[String]) -> bool {
+fn is_hop_by_hop(name: &HeaderName, listed: &HashSet<String>) -> bool {
     let n = name.as_str();
-    HOP_BY_HOP.contains(&n) || n.starts_with("proxy-") || listed.iter().any(|l| l == n)
+    HOP_BY_HOP.contains(&n) || n.starts_with("proxy-") || listed.contains(n)
 }
 
 impl Outer {
@@ -153,6 +157,14 @@ fn reserve_extensions(extensions: &mut http::Extensions) {
     extensions.remove::<Room<1>>();
     extensions.remove::<Room<2>>();
     extensions.remove::<Room<3>>();
+}
+
+/// `HeaderMap` holds at most 32,768 fields; its fallible methods say so instead of panicking.
+fn too_many_headers() -> ItemError {
+    ItemError::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "the item and what it inherits from the batch carry more headers than a request can hold",
+    )
 }
 
 fn forbidden(message: String) -> ItemError {
@@ -284,7 +296,7 @@ impl Seen {
                 seen.hop_by_hop = true;
             } else if name.as_str() == "sec-websocket-key" {
                 seen.upgrade = true;
-            } else if is_hop_by_hop(name, &[]) {
+            } else if is_hop_by_hop(name, &HashSet::new()) {
                 // `Connection` among them: the names it lists are found when they are removed.
                 seen.hop_by_hop = true;
             }
@@ -365,20 +377,14 @@ fn check_and_inherit(
         req.headers_mut().remove(header::ACCEPT_ENCODING);
     }
 
-    if let Some(root) = outer.service_root.as_ref().or(config.service_root.as_ref()) {
-        let path = req.uri().path();
-        let under = path
-            .strip_prefix(root.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-        if !under {
-            let pq = match req.uri().query() {
-                Some(q) => format!("{root}{path}?{q}"),
-                None => format!("{root}{path}"),
-            };
-            *req.uri_mut() = Uri::try_from(pq).map_err(|_| {
-                ItemError::bad_request("item path could not be resolved under the service root")
-            })?;
-        }
+    // The path the inner service will see: under the route's (or the layer's) service root,
+    // runs of `/` collapsed.
+    let root = outer
+        .service_root
+        .as_deref()
+        .or(config.service_root.as_deref());
+    if let Some(uri) = path::resolve(req.uri(), root)? {
+        *req.uri_mut() = uri;
     }
 
     let method = req.method().clone();
@@ -390,8 +396,11 @@ fn check_and_inherit(
             "protocol upgrades (WebSocket and others) cannot be batched",
         ));
     }
-    let path = req.uri().path();
-    if has_dot_segment(path) {
+    // Policies compare the decoded path, as the inner service's router reads it.
+    let decoded = path::decoded(req.uri().path())?;
+    let encoded = matches!(decoded, std::borrow::Cow::Owned(_));
+    let path = decoded.as_ref();
+    if has_dot_segment(path) || (encoded && has_dot_segment(req.uri().path())) {
         return Err(ItemError::bad_request(format!(
             "item path `{path}` contains `.` or `..` segments; send the resolved path"
         )));
@@ -407,14 +416,11 @@ fn check_and_inherit(
             "{method} requests may not be batched here"
         )));
     }
-    if policy
-        .deny_prefixes
-        .iter()
-        .any(|p| path.starts_with(p.as_str()))
+    if policy.deny_prefixes.iter().any(|p| path::under(path, p))
         || policy
             .allow_prefixes
             .as_ref()
-            .is_some_and(|allow| !allow.iter().any(|p| path.starts_with(p.as_str())))
+            .is_some_and(|allow| !allow.iter().any(|p| path::under(path, p)))
     {
         return Err(forbidden(format!(
             "`{path}` may not be called inside a batch"
@@ -464,6 +470,23 @@ fn check_and_inherit(
         seen = Seen::scan(req.headers(), config.request_id_header.as_ref());
     }
 
+    // Pinned headers are the outer request's alone: the item's own go, the outer ones fill in.
+    let outer_only = config.auth == AuthPolicy::OuterOnly;
+    if !req.headers().is_empty() {
+        let pinned: Vec<HeaderName> = req
+            .headers()
+            .keys()
+            .filter(|n| config.pinned.covers(n, outer_only))
+            .cloned()
+            .collect();
+        if !pinned.is_empty() {
+            for name in pinned {
+                req.headers_mut().remove(name);
+            }
+            seen = Seen::scan(req.headers(), config.request_id_header.as_ref());
+        }
+    }
+
     // Headers: the item's own win; the outer ones fill in (every value of a multi-valued one).
     let len = req.body().len();
     let headers = req.headers_mut();
@@ -478,17 +501,23 @@ fn check_and_inherit(
                 continue;
             }
             for value in outer.headers.get_all(name) {
-                headers.append(name.clone(), value.clone());
+                headers
+                    .try_append(name.clone(), value.clone())
+                    .map_err(|_| too_many_headers())?;
             }
         }
     }
     if let Some(host) = &outer.host_value {
         if seen.hosts == 0 {
-            headers.insert(header::HOST, host.clone());
+            headers
+                .try_insert(header::HOST, host.clone())
+                .map_err(|_| too_many_headers())?;
         }
     }
     if len > 0 || seen.content_length {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        headers
+            .try_insert(header::CONTENT_LENGTH, HeaderValue::from(len))
+            .map_err(|_| too_many_headers())?;
     }
 
     // Request id: the outer id plus the item index, unless the item set its own.
@@ -497,7 +526,9 @@ fn check_and_inherit(
         if seen.request_id {
             request_id = headers.get(name).cloned();
         } else if let Some(id) = derived_id(outer, ctx.index) {
-            headers.insert(name.clone(), id.clone());
+            headers
+                .try_insert(name.clone(), id.clone())
+                .map_err(|_| too_many_headers())?;
             request_id = Some(id);
         }
     }
@@ -559,7 +590,8 @@ fn has_dot_segment(path: &str) -> bool {
 /// `None` when nothing is added.
 fn merge_query(item: Option<&str>, outer: &str) -> Option<String> {
     let item = item.unwrap_or("");
-    let names: Vec<&str> = item
+    // A set: a scan of the item's names for each outer name is quadratic in the query length.
+    let names: HashSet<&str> = item
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| p.split('=').next().unwrap_or(p))
@@ -568,7 +600,7 @@ fn merge_query(item: Option<&str>, outer: &str) -> Option<String> {
     let mut added = false;
     for pair in outer.split('&').filter(|p| !p.is_empty()) {
         let name = pair.split('=').next().unwrap_or(pair);
-        if names.contains(&name) {
+        if names.contains(name) {
             continue;
         }
         if !merged.is_empty() {

@@ -203,6 +203,20 @@ impl BatchLayer {
         self
     }
 
+    /// The most bytes of answers held while they wait for an earlier item; see
+    /// [`Limits::max_held_bytes`].
+    pub fn max_held_bytes(mut self, n: usize) -> Self {
+        self.config().limits.max_held_bytes = n;
+        self
+    }
+
+    /// How long the batch answer may wait for the client to take its next part; see
+    /// [`Limits::stall_timeout`].
+    pub fn stall_timeout(mut self, d: Duration) -> Self {
+        self.config().limits.stall_timeout = d;
+        self
+    }
+
     /// How long the client may take to send the batch body. Default 30 s; then `408`.
     pub fn read_timeout(mut self, d: Duration) -> Self {
         self.config().limits.read_timeout = d;
@@ -251,6 +265,21 @@ impl BatchLayer {
         self
     }
 
+    /// Headers that items always get from the outer request and may not set themselves: an
+    /// item's own value is dropped, and the outer request's (if it has one) takes its place.
+    /// A name ending in `*` is a prefix. Replaces the default set: `Forwarded`, `X-Forwarded-*`
+    /// and `X-Real-IP`, the headers a front proxy sets about the client, so that a rate limit or
+    /// an audit log keyed on them counts the real client. Under [`AuthPolicy::OuterOnly`],
+    /// `Cookie` and `Proxy-Authorization` are pinned as well.
+    pub fn pinned_headers<I, P>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.config().pinned = crate::pinned::Pinned::new(names);
+        self
+    }
+
     /// The header that carries request ids. Default `x-request-id`.
     ///
     /// When the outer request has one, each item without its own gets `<outer id>-<index>`, and
@@ -288,6 +317,10 @@ impl BatchLayer {
 
     /// Only paths under these prefixes may be batched; others are answered `403`.
     /// Default: every path.
+    ///
+    /// Prefixes cover whole segments (`/admin` covers `/admin` and `/admin/x`, not
+    /// `/administrator`) and are compared with the path the inner service sees: the service root
+    /// applied, runs of `/` collapsed, percent-decoded.
     pub fn allow_path_prefixes<I, P>(mut self, prefixes: I) -> Self
     where
         I: IntoIterator<Item = P>,
@@ -297,7 +330,8 @@ impl BatchLayer {
         self
     }
 
-    /// Paths under these prefixes may not be batched; they are answered `403`.
+    /// Paths under these prefixes may not be batched; they are answered `403`. Matched as in
+    /// [`allow_path_prefixes`](Self::allow_path_prefixes).
     pub fn deny_path_prefixes<I, P>(mut self, prefixes: I) -> Self
     where
         I: IntoIterator<Item = P>,

@@ -8,10 +8,12 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// The modules, bottom up: each imports only from modules listed before it (tests/module_graph.rs
-// checks that no two import each other, directly or round a circle).
+// The modules import one way: none imports from a module that imports it, directly or round a
+// circle (tests/module_graph.rs checks). The map, bottom up, is in the README's Architecture
+// section.
 mod batch;
 mod body;
+mod check;
 mod config;
 mod context;
 mod error;
@@ -23,10 +25,13 @@ mod inherit;
 mod item;
 mod layer;
 mod limits;
+mod path;
+mod pinned;
 mod route;
 mod run;
 mod schedule;
 mod service;
+mod stall;
 mod transaction;
 
 #[cfg(feature = "client")]

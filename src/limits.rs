@@ -28,6 +28,8 @@ pub struct Limits {
     pub(crate) max_item_response_bytes: usize,
     pub(crate) max_response_bytes: usize,
     pub(crate) read_timeout: Duration,
+    pub(crate) max_held_bytes: usize,
+    pub(crate) stall_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -49,6 +51,14 @@ impl Default for Limits {
             max_response_bytes: 64 * 1024 * 1024,
             // A client that has not sent the whole batch within this time is trickling it.
             read_timeout: Duration::from_secs(30),
+            // Answers that wait for an earlier item: two answers at the per-item limit, or a
+            // full default window (32) of answers of 256 KiB, whichever the batch's shape needs.
+            // With or without dependencies, the layer holds no more than this, plus the answers
+            // of the items running (each under `max_item_response_bytes`).
+            max_held_bytes: 8 * 1024 * 1024,
+            // A client that takes nothing of the answer for this long has stopped reading; the
+            // same allowance as for sending the batch.
+            stall_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -94,8 +104,10 @@ impl Limits {
 
     /// The largest whole batch response, in bytes. Default 64 MiB.
     ///
-    /// Once reached, the remaining items are answered with a short `507` each instead of their
-    /// bodies, so the response stays well formed.
+    /// An item starts only while the answer so far (written and held) leaves room under it; the
+    /// items after that are not run, and each is answered with a short `507` that says so, so the
+    /// response stays well formed. An item that ran but whose answer does not fit is answered
+    /// `507` saying that it ran.
     pub fn max_response_bytes(mut self, n: usize) -> Self {
         self.max_response_bytes = n;
         self
@@ -107,6 +119,37 @@ impl Limits {
     pub fn read_timeout(mut self, d: Duration) -> Self {
         self.read_timeout = d;
         self
+    }
+
+    /// The most bytes of answers held while they wait for an earlier item. Default 8 MiB.
+    ///
+    /// Counted the same with or without dependencies and in both execution modes. An item that
+    /// is not next in order does not start while held answers fill the budget; where it never
+    /// could (the next item waits on it, and nothing held can be sent first), it is answered with
+    /// a `507` that says it was not run.
+    pub fn max_held_bytes(mut self, n: usize) -> Self {
+        self.max_held_bytes = n;
+        self
+    }
+
+    /// How long the batch answer may wait for the client to take its next part. Default 30
+    /// seconds.
+    ///
+    /// A client that stops reading holds the batch's items and its answers; past this time the
+    /// batch ends, its unfinished items are dropped, and the answer stops.
+    pub fn stall_timeout(mut self, d: Duration) -> Self {
+        self.stall_timeout = d;
+        self
+    }
+
+    /// The most bytes of held answers.
+    pub fn held_bytes(&self) -> usize {
+        self.max_held_bytes
+    }
+
+    /// The stall timeout.
+    pub fn stall_timeout_duration(&self) -> Duration {
+        self.stall_timeout
     }
 
     /// The most items per batch.

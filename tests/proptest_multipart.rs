@@ -433,6 +433,26 @@ proptest! {
     }
 }
 
+/// The target as the inner service sees it: runs of `/` in the path collapsed to one, so that
+/// path policies and the service agree on the path.
+fn collapsed(target: &str) -> String {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let mut out = String::with_capacity(target.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
 proptest! {
     // Each case runs the whole layer a few times over.
     #![proptest_config(ProptestConfig::with_cases(64))]
@@ -455,7 +475,8 @@ proptest! {
             let res = parse_response(&nested, &limits).unwrap();
             prop_assert_eq!(res.status(), StatusCode::OK);
             prop_assert_eq!(&res.headers()["echo-method"], spec.method.as_str());
-            prop_assert_eq!(&res.headers()["echo-target"], spec.target.as_str());
+            let want_target = collapsed(&spec.target);
+            prop_assert_eq!(&res.headers()["echo-target"], want_target.as_str());
             assert_headers(spec, res.headers(), "echo-h-");
             prop_assert_eq!(res.body().as_ref(), &spec.body[..]);
         }

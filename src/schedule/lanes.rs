@@ -10,6 +10,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::task::AtomicWaker;
 use http::Response;
 
+use super::budget::{self, Admit, Budget};
 use super::launch::{Indexed, Launch, Waiting};
 
 /// Answers a lane hands back together, in no particular order.
@@ -46,6 +47,7 @@ impl Lane {
         concurrency: usize,
         window: usize,
         emitted: Arc<AtomicUsize>,
+        budget: Arc<Budget>,
     ) -> Lane {
         let (tx, answers) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(LaneShared {
@@ -59,6 +61,7 @@ impl Lane {
             concurrency,
             window,
             shared.clone(),
+            budget,
             tx,
         );
         Lane {
@@ -98,33 +101,52 @@ async fn run_lane(
     concurrency: usize,
     window: usize,
     shared: Arc<LaneShared>,
+    budget: Arc<Budget>,
     tx: tokio::sync::mpsc::UnboundedSender<Answers>,
 ) {
     let mut waiting = items.into_iter().peekable();
     let mut running: FuturesUnordered<Indexed> = FuturesUnordered::new();
     let mut answers: Answers = Vec::new();
-    let in_window = |i: usize| i < shared.emitted.load(Ordering::SeqCst).saturating_add(window);
+    // In the window, and not held back by the held answers' byte budget.
+    let may_start = |i: usize| {
+        let emitted = shared.emitted.load(Ordering::SeqCst);
+        if i >= emitted.saturating_add(window) {
+            return Admit::Wait;
+        }
+        budget.admit(i, emitted)
+    };
     std::future::poll_fn(|cx| loop {
         let mut blocked = false;
         while running.len() < concurrency {
             let Some((i, ..)) = waiting.peek() else { break };
-            if !in_window(*i) {
+            let admit = may_start(*i);
+            if admit == Admit::Wait {
                 blocked = true;
                 break;
             }
             let Some((i, req, span, id)) = waiting.next() else {
                 break;
             };
+            if admit == Admit::Refuse {
+                let res = budget::no_room(budget.max_response());
+                budget.hold(&res);
+                answers.push((i, res));
+                continue;
+            }
             // As in the batch's own task: an item that answers on its first poll never joins
             // the running set.
             let mut fut = launcher.launch(i, req, span, id);
             match fut.as_mut().poll(cx) {
-                Poll::Ready(answer) => answers.push(answer),
+                Poll::Ready(answer) => {
+                    budget.hold(&answer.1);
+                    answers.push(answer);
+                }
                 Poll::Pending => running.push(fut),
             }
         }
         let progressed = match running.poll_next_unpin(cx) {
             Poll::Ready(Some(answer)) => {
+                budget.hold(&answer.1);
                 answers.push(answer);
                 true
             }
@@ -148,7 +170,10 @@ async fn run_lane(
             shared.waker.register(cx.waker());
             shared.parked.store(true, Ordering::SeqCst);
             // The batch may have moved on between the check above and the registration.
-            if waiting.peek().is_some_and(|(i, ..)| in_window(*i)) {
+            if waiting
+                .peek()
+                .is_some_and(|(i, ..)| may_start(*i) != Admit::Wait)
+            {
                 continue;
             }
         }

@@ -12,6 +12,7 @@
 //! aborts them too. Each share gets an equal part of the batch's concurrency, and no share starts
 //! an item beyond the window past what the body has emitted.
 
+pub(crate) mod budget;
 mod lanes;
 pub(crate) mod launch;
 pub(crate) mod launcher;
@@ -29,8 +30,9 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::{Request, Response, StatusCode};
 
 use crate::config::Execution;
-use crate::error::error_response;
+use crate::error::{error_response, not_run};
 use crate::graph::Graph;
+use budget::{Admit, Budget};
 use lanes::{workers, Lane, Shares};
 use launch::{Indexed, Launch, Waiting};
 
@@ -65,6 +67,8 @@ pub(crate) struct Scheduler {
     /// Launched but not yet emitted items may not exceed this, bounding buffered answers.
     window: usize,
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
+    /// Bytes held and written, shared with the lanes and the body.
+    budget: Arc<Budget>,
 }
 
 impl Scheduler {
@@ -75,8 +79,15 @@ impl Scheduler {
         concurrency: usize,
         execution: Execution,
         batch_timeout: Option<Duration>,
+        budget: Arc<Budget>,
     ) -> Self {
         let n = slots.len();
+        // Answers known up front wait in their slots like any other.
+        for slot in &slots {
+            if let Slot::Done(res) = slot {
+                budget.hold(res);
+            }
+        }
         // Only the dependents of items answered up front need telling.
         let answered: Vec<usize> = match graph {
             Some(_) => (0..n)
@@ -111,6 +122,7 @@ impl Scheduler {
             },
             window,
             deadline: batch_timeout.map(|d| (Box::pin(tokio::time::sleep(d)), d)),
+            budget,
         };
         match &s.graph {
             None => s
@@ -157,6 +169,7 @@ impl Scheduler {
                     self.concurrency,
                     self.window,
                     self.emitted.clone(),
+                    self.budget.clone(),
                 )
             })
             .collect();
@@ -178,7 +191,7 @@ impl Scheduler {
             Slot::Done(res) => !res.status().is_success(),
             _ => false,
         };
-        let not_run = graph.not_run;
+        let message = graph.not_run;
         let mut stack = vec![(i, failed)];
         while let Some((j, failed)) = stack.pop() {
             for d in std::mem::take(&mut graph.dependents[j]) {
@@ -186,8 +199,9 @@ impl Scheduler {
                     continue;
                 }
                 if failed {
-                    self.slots[d] =
-                        Slot::Done(error_response(StatusCode::FAILED_DEPENDENCY, not_run));
+                    let res = not_run(error_response(StatusCode::FAILED_DEPENDENCY, message));
+                    self.budget.hold(&res);
+                    self.slots[d] = Slot::Done(res);
                     stack.push((d, true));
                 } else {
                     graph.remaining[d] -= 1;
@@ -209,6 +223,28 @@ impl Scheduler {
             if i >= self.next_emit + self.window {
                 break;
             }
+            match self.budget.admit(i, self.next_emit) {
+                Admit::Start => {}
+                Admit::Wait => {
+                    // The item the body waits for may start whatever is held: move it up.
+                    match self.ready.iter().position(|&j| j == self.next_emit) {
+                        Some(at) => {
+                            self.ready.swap(0, at);
+                            continue;
+                        }
+                        None => break,
+                    }
+                }
+                Admit::Refuse => {
+                    self.ready.pop_front();
+                    let res = budget::no_room(self.budget.max_response());
+                    self.budget.hold(&res);
+                    self.slots[i] = Slot::Done(res);
+                    self.propagate(i);
+                    answered = true;
+                    continue;
+                }
+            }
             self.ready.pop_front();
             let Slot::Waiting(req, span, id) = std::mem::replace(&mut self.slots[i], Slot::Running)
             else {
@@ -222,6 +258,7 @@ impl Scheduler {
                 Poll::Ready((j, res)) => {
                     // The answer the body waits for: hand it over before starting more, so quick
                     // items do not fill the whole window with buffered answers.
+                    self.budget.hold(&res);
                     if j == self.next_emit && self.graph.is_none() {
                         return (true, Some(res));
                     }
@@ -258,10 +295,12 @@ impl Scheduler {
                     let shares = self.shares?;
                     for (j, slot) in self.slots.iter_mut().enumerate() {
                         if matches!(slot, Slot::Running) && shares.lane_of(j) == Some(lane) {
-                            *slot = Slot::Done(error_response(
+                            let res = error_response(
                                 StatusCode::INTERNAL_SERVER_ERROR,
                                 "the item's task failed",
-                            ));
+                            );
+                            self.budget.hold(&res);
+                            *slot = Slot::Done(res);
                         }
                     }
                     return Some(true);
@@ -285,20 +324,27 @@ impl Scheduler {
         }
         self.ready.clear();
         for slot in &mut self.slots {
-            if matches!(slot, Slot::Waiting(..) | Slot::Running) {
-                *slot = Slot::Done(error_response(
+            let waiting = matches!(slot, Slot::Waiting(..));
+            if waiting || matches!(slot, Slot::Running) {
+                let mut res = error_response(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!(
                         "the batch deadline of {} ms passed before this item finished",
                         d.as_millis()
                     ),
-                ));
+                );
+                if waiting {
+                    res = not_run(res);
+                }
+                self.budget.hold(&res);
+                *slot = Slot::Done(res);
             }
         }
     }
 
     /// Item `i`, the next in order, is answered with `res`: the body may have it.
     fn emit(&mut self, i: usize, res: Response<Bytes>) -> (usize, Response<Bytes>) {
+        self.budget.release(&res);
         self.next_emit = i + 1;
         if !self.lanes.is_empty() {
             self.emitted.store(self.next_emit, Ordering::SeqCst);
@@ -307,6 +353,11 @@ impl Scheduler {
             }
         }
         (i, res)
+    }
+
+    /// The byte budgets this batch's items start under.
+    pub(crate) fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     /// The next answer in request order, when it and all before it are done.
@@ -339,6 +390,7 @@ impl Scheduler {
                 return Poll::Ready(Some(self.emit(i, res)));
             }
             if let Poll::Ready(Some((j, res))) = self.running.poll_next_unpin(cx) {
+                self.budget.hold(&res);
                 self.slots[j] = Slot::Done(res);
                 self.propagate(j);
                 answered = true;
@@ -350,15 +402,27 @@ impl Scheduler {
             if !self.running.is_empty() || lane == Some(false) {
                 return Poll::Pending;
             }
-            // Nothing runs and the next item is not done: it waits on something that can never
-            // happen. Dependency validation prevents this; answer rather than hang if it ever
-            // does.
-            if self.ready.is_empty() {
-                self.slots[i] = Slot::Done(error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the item could not be scheduled",
-                ));
+            // Nothing runs and the next item is not done. If items are ready, the held answers
+            // fill their budget and none of them may start: the next item waits on one of them
+            // (a dependency), and nothing held can be sent first. The first is answered, not
+            // run, which frees its dependents to fail or go on; the batch never hangs.
+            if let Some(j) = self.ready.pop_front() {
+                if matches!(self.slots[j], Slot::Waiting(..)) {
+                    let res = budget::never_held(self.budget.max_held());
+                    self.budget.hold(&res);
+                    self.slots[j] = Slot::Done(res);
+                    self.propagate(j);
+                }
+                continue;
             }
+            // Otherwise it waits on something that can never happen. Dependency validation
+            // prevents this; answer rather than hang if it ever does.
+            let res = error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the item could not be scheduled",
+            );
+            self.budget.hold(&res);
+            self.slots[i] = Slot::Done(res);
         }
     }
 }

@@ -121,10 +121,12 @@ pub(super) fn read_body(
     } else {
         // A JSON value: its text, exactly as the client wrote it.
         if !headers.contains_key(header::CONTENT_TYPE) {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            headers
+                .try_insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )
+                .map_err(|_| "the message has more headers than it can hold".to_owned())?;
         }
         return Ok(Bytes::copy_from_slice(raw.as_bytes()));
     };
@@ -145,10 +147,12 @@ pub(super) fn read_body(
         Some(Kind::Text) => Ok(Bytes::from(text)),
         None => {
             if side == Side::Request {
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
+                headers
+                    .try_insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    )
+                    .map_err(|_| "the message has more headers than it can hold".to_owned())?;
             }
             Ok(Bytes::from(text))
         }

@@ -1,10 +1,13 @@
 //! Reading a JSON request batch: the envelope, and each request's id, method, URL and headers.
 
 use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -13,11 +16,112 @@ use super::body::{read_body, Side};
 use crate::error::{BatchError, ItemError};
 use crate::item::Item;
 
-/// The top level of a request batch. Fields are loosely typed so that a wrong type inside one
-/// request becomes that request's own error instead of rejecting the batch.
-#[derive(Deserialize)]
-pub(super) struct RequestEnvelope {
-    pub(super) requests: Option<Vec<WireRequest>>,
+/// Reads the top level of a request batch, `{"requests": [...]}`, counting the requests as they
+/// are read: past `limit` it stops, so a body of millions of `{}` costs no more memory than a
+/// batch at the limit. `None`: there is no `requests` array.
+pub(super) fn read_envelope(
+    body: &[u8],
+    limit: usize,
+) -> Result<Option<Vec<WireRequest>>, BatchError> {
+    let over = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let read = EnvelopeSeed { limit, over: &over }
+        .deserialize(&mut de)
+        .and_then(|requests| de.end().map(|()| requests));
+    match read {
+        Ok(requests) => Ok(requests),
+        Err(_) if over.get() => Err(BatchError::TooManyItems {
+            count: limit + 1,
+            limit,
+        }),
+        Err(err) => Err(envelope_error(&err, "requests")),
+    }
+}
+
+/// The envelope object: `requests` is read with [`RequestsSeed`], any other field is skipped.
+struct EnvelopeSeed<'a> {
+    limit: usize,
+    over: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'_> {
+    type Value = Option<Vec<WireRequest>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EnvelopeSeed<'_> {
+    type Value = Option<Vec<WireRequest>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object with a `requests` array")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut requests = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "requests" {
+                if requests.is_some() {
+                    return Err(de::Error::duplicate_field("requests"));
+                }
+                requests = Some(map.next_value_seed(RequestsSeed {
+                    limit: self.limit,
+                    over: self.over,
+                })?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(requests.flatten())
+    }
+}
+
+/// The `requests` array (or `null`), read one request at a time up to the limit.
+struct RequestsSeed<'a> {
+    limit: usize,
+    over: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for RequestsSeed<'_> {
+    type Value = Option<Vec<WireRequest>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RequestsSeed<'_> {
+    type Value = Option<Vec<WireRequest>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of objects")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut requests = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.limit));
+        while let Some(request) = seq.next_element::<WireRequest>()? {
+            if requests.len() == self.limit {
+                self.over.set(true);
+                return Err(de::Error::custom("too many requests"));
+            }
+            requests.push(request);
+        }
+        Ok(Some(requests))
+    }
 }
 
 #[derive(Deserialize)]
@@ -228,7 +332,13 @@ pub(super) fn read_headers(value: Option<Value>, strict: bool) -> Result<HeaderM
             };
             match HeaderValue::from_str(&text) {
                 Ok(hv) => {
-                    headers.append(header_name.clone(), hv);
+                    // `HeaderMap` holds at most 32,768 fields and panics past that on `append`.
+                    if headers.try_append(header_name.clone(), hv).is_err() {
+                        if strict {
+                            return Err("the request has more headers than a request can hold".into());
+                        }
+                        break;
+                    }
                 }
                 Err(_) if strict => {
                     return Err(format!(

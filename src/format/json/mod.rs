@@ -142,7 +142,7 @@ use bytes::Bytes;
 use super::{DecodeContext, Encoder, Format};
 use crate::error::BatchError;
 use crate::item::Item;
-use decode::{decode_item, envelope_error, RequestEnvelope};
+use decode::{decode_item, read_envelope};
 use encode::JsonEncoder;
 
 pub use client::{decode_responses, encode_requests};
@@ -175,18 +175,10 @@ impl Format for Json {
     }
 
     fn decode(&self, cx: &DecodeContext<'_>, body: Bytes) -> Result<Vec<Item>, BatchError> {
-        let envelope: RequestEnvelope =
-            serde_json::from_slice(&body).map_err(|e| envelope_error(&e, "requests"))?;
-        let requests = envelope.requests.ok_or_else(|| BatchError::Malformed {
-            reason: "the JSON batch has no `requests` array; send {\"requests\":[...]}".into(),
-        })?;
-        let limit = cx.limits.items();
-        if requests.len() > limit {
-            return Err(BatchError::TooManyItems {
-                count: requests.len(),
-                limit,
-            });
-        }
+        let requests =
+            read_envelope(&body, cx.limits.items())?.ok_or_else(|| BatchError::Malformed {
+                reason: "the JSON batch has no `requests` array; send {\"requests\":[...]}".into(),
+            })?;
         // OData 4.01 atomicity groups: each group's name gets a number, and the name rides in
         // the item's echo so that the answers can carry it back.
         let mut groups: std::collections::HashMap<String, u32> = std::collections::HashMap::new();

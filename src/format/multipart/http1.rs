@@ -313,7 +313,12 @@ fn to_head(
                 };
             }
         }
-        map.append(name, value);
+        map.try_append(name, value).map_err(|_| {
+            ItemError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "nested message has more headers than a request can hold",
+            )
+        })?;
     }
     Ok(Head {
         headers: map,

@@ -1,0 +1,388 @@
+//! Time linear in the input, memory bounded by it: for each dimension of a batch that a client
+//! controls, the layer's CPU time and peak heap at n and at 8n, through the real layer over a
+//! small axum app.
+//!
+//! The batch runs on a current-thread runtime on the test's own thread, so the thread's CPU time
+//! (`/proc/thread-self/schedstat`, on Linux) and a per-thread allocation counter measure the
+//! layer and the app and nothing else. Ratios, not absolute times, are checked: 8× the input
+//! may cost at most about 16× the time (quadratic work costs 64×) and 12× the memory. Each
+//! time is the mean of enough runs to add up to a measurable CPU time, and each heap figure the
+//! smallest peak among them. The table is printed (`cargo test --test scaling --
+//! --nocapture`).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::routing::any;
+use axum::Router;
+use http::Request;
+use http_batch::BatchLayer;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn note(delta: isize) {
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + delta;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| {
+            if now > peak.get() {
+                peak.set(now);
+            }
+        });
+    });
+}
+
+// SAFETY: every call is passed to `System` unchanged; the counters are thread-local cells.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size() as isize);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note(-(layout.size() as isize));
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size as isize - layout.size() as isize);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// This thread's CPU time in nanoseconds (wall time where the kernel does not say).
+fn cpu_ns(start: Instant) -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| start.elapsed().as_nanos() as u64)
+}
+
+/// What one batch shape is: its request, built for a size.
+struct Shape {
+    name: &'static str,
+    n: usize,
+    build: fn(usize) -> Request<Body>,
+}
+
+fn multipart(boundary: &str, parts: &[String], query: &str) -> Request<Body> {
+    let mut body = String::new();
+    for p in parts {
+        body.push_str(&format!("--{boundary}\r\n{p}\r\n"));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    Request::post(format!("/batch{query}"))
+        .header("host", "example.com")
+        .header(
+            "content-type",
+            format!("multipart/mixed; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .unwrap()
+}
+
+fn part(extra_part_headers: &str, request: &str) -> String {
+    format!("Content-Type: application/http\r\n{extra_part_headers}\r\n{request}")
+}
+
+fn json(requests: serde_json::Value, query: &str) -> Request<Body> {
+    Request::post(format!("/batch{query}"))
+        .header("host", "example.com")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            serde_json::json!({ "requests": requests }).to_string(),
+        ))
+        .unwrap()
+}
+
+fn params(prefix: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| format!("{prefix}{i}=1"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn shapes() -> Vec<Shape> {
+    vec![
+        Shape {
+            name: "parts",
+            n: 100,
+            build: |n| {
+                let parts: Vec<String> = (0..n)
+                    .map(|_| part("", "GET /ok HTTP/1.1\r\n\r\n"))
+                    .collect();
+                multipart("b", &parts, "")
+            },
+        },
+        Shape {
+            name: "headers per part",
+            n: 100,
+            build: |n| {
+                let headers: String = (0..n).map(|i| format!("X-H{i}: v\r\n")).collect();
+                let parts = vec![part("", &format!("GET /ok HTTP/1.1\r\n{headers}\r\n"))];
+                multipart("b", &parts, "")
+            },
+        },
+        Shape {
+            name: "header length",
+            n: 100_000,
+            build: |n| {
+                let parts = vec![part(
+                    "",
+                    &format!("GET /ok HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(n)),
+                )];
+                multipart("b", &parts, "")
+            },
+        },
+        Shape {
+            name: "folded lines",
+            n: 1000,
+            build: |n| {
+                let folded: String = (0..n).map(|_| "\r\n folded").collect();
+                let parts = vec![part(
+                    &format!("X-Folded: start{folded}\r\n"),
+                    "GET /ok HTTP/1.1\r\n\r\n",
+                )];
+                multipart("b", &parts, "")
+            },
+        },
+        Shape {
+            name: "query params, outer",
+            n: 500,
+            build: |n| {
+                let items: Vec<_> = (0..20)
+                    .map(|i| serde_json::json!({"id": i.to_string(), "method": "GET", "url": "/ok?i=1"}))
+                    .collect();
+                json(items.into(), &format!("?{}", params("o", n)))
+            },
+        },
+        Shape {
+            name: "query params, both",
+            n: 400,
+            build: |n| {
+                let url = format!("/ok?{}", params("i", n));
+                let items: Vec<_> = (0..20)
+                    .map(|i| serde_json::json!({"id": i.to_string(), "method": "GET", "url": url}))
+                    .collect();
+                json(items.into(), &format!("?{}", params("o", n)))
+            },
+        },
+        Shape {
+            name: "headers per JSON item",
+            n: 250,
+            build: |n| {
+                let headers: serde_json::Map<_, _> = (0..n)
+                    .map(|i| (format!("x-h{i}"), serde_json::json!("v")))
+                    .collect();
+                json(
+                    serde_json::json!([{"id": "1", "method": "GET", "url": "/ok", "headers": headers}]),
+                    "",
+                )
+            },
+        },
+        Shape {
+            name: "Connection tokens",
+            n: 2000,
+            build: |n| {
+                let mut headers: serde_json::Map<_, _> = (0..n / 10)
+                    .map(|i| (format!("x-h{i}"), serde_json::json!("v")))
+                    .collect();
+                let listed: Vec<String> = (0..n).map(|i| format!("x-c{i}")).collect();
+                headers.insert("connection".into(), listed.join(",").into());
+                json(
+                    serde_json::json!([{"id": "1", "method": "GET", "url": "/ok", "headers": headers}]),
+                    "",
+                )
+            },
+        },
+        Shape {
+            name: "Content-ID length",
+            n: 10_000,
+            build: |n| {
+                let parts = vec![part(
+                    &format!("Content-ID: <{}>\r\n", "c".repeat(n)),
+                    "GET /ok HTTP/1.1\r\n\r\n",
+                )];
+                multipart("b", &parts, "")
+            },
+        },
+        Shape {
+            name: "JSON nesting",
+            n: 12,
+            build: |n| {
+                let body = format!("{}1{}", "[".repeat(n), "]".repeat(n));
+                let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let items: Vec<_> = (0..50)
+                    .map(|i| serde_json::json!({"id": i.to_string(), "method": "POST", "url": "/ok", "body": body}))
+                    .collect();
+                json(items.into(), "")
+            },
+        },
+        Shape {
+            name: "JSON array length",
+            n: 5000,
+            build: |n| {
+                let body: Vec<u32> = (0..n as u32).collect();
+                json(
+                    serde_json::json!([{"id": "1", "method": "POST", "url": "/ok", "body": body}]),
+                    "",
+                )
+            },
+        },
+        Shape {
+            name: "dependsOn list",
+            n: 100,
+            build: |n| {
+                let mut items: Vec<_> = (0..n)
+                    .map(
+                        |i| serde_json::json!({"id": i.to_string(), "method": "GET", "url": "/ok"}),
+                    )
+                    .collect();
+                let all: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+                items.push(serde_json::json!({"id": "last", "method": "GET", "url": "/ok", "dependsOn": all}));
+                json(items.into(), "")
+            },
+        },
+        Shape {
+            name: "dependsOn edges (chain)",
+            n: 100,
+            build: |n| {
+                let items: Vec<_> = (0..n)
+                    .map(|i| {
+                        let mut item =
+                            serde_json::json!({"id": i.to_string(), "method": "GET", "url": "/ok"});
+                        if i > 0 {
+                            item["dependsOn"] = serde_json::json!([(i - 1).to_string()]);
+                        }
+                        item
+                    })
+                    .collect();
+                json(items.into(), "")
+            },
+        },
+        Shape {
+            name: "boundary length",
+            n: 8,
+            build: |n| {
+                let boundary = "b".repeat(n);
+                let parts: Vec<String> = (0..200)
+                    .map(|_| part("", "GET /ok HTTP/1.1\r\n\r\n"))
+                    .collect();
+                multipart(&boundary, &parts, "")
+            },
+        },
+    ]
+}
+
+fn layer() -> BatchLayer {
+    BatchLayer::new()
+        .max_items(100_000)
+        .max_body_bytes(256 << 20)
+        .max_part_bytes(64 << 20)
+        .max_headers(100_000)
+        .max_header_bytes(64 << 20)
+}
+
+/// Runs one batch; its peak heap, in bytes.
+fn run(rt: &tokio::runtime::Runtime, app: &Router, req: Request<Body>) -> usize {
+    let app = app.clone();
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(base));
+    rt.block_on(async move {
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(!body.is_empty());
+    });
+    (PEAK.with(Cell::get) - base).max(0) as usize
+}
+
+/// The CPU nanoseconds of `k` batches of size `n` (the requests are built outside the count),
+/// and the smallest peak heap among them.
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    app: &Router,
+    build: fn(usize) -> Request<Body>,
+    n: usize,
+    k: usize,
+) -> (u64, usize) {
+    let mut cpu = 0;
+    let mut peak = usize::MAX;
+    for _ in 0..k {
+        let req = build(n);
+        let wall = Instant::now();
+        let before = cpu_ns(wall);
+        peak = peak.min(run(rt, app, req));
+        cpu += cpu_ns(wall).saturating_sub(before);
+    }
+    (cpu, peak)
+}
+
+/// How many runs at size `n` add up to enough CPU time to measure: the kernel's count moves in
+/// steps of a scheduler tick, a few milliseconds.
+fn runs_needed(
+    rt: &tokio::runtime::Runtime,
+    app: &Router,
+    build: fn(usize) -> Request<Body>,
+    n: usize,
+) -> usize {
+    let target = 60_000_000;
+    let mut k = 0;
+    let mut cpu = 0;
+    let wall = Instant::now();
+    while cpu < target && k < 5000 && wall.elapsed().as_millis() < 1500 {
+        cpu += measure(rt, app, build, n, 1).0;
+        k += 1;
+    }
+    k.max(3)
+}
+
+#[test]
+fn every_dimension_scales_linearly() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut failures = Vec::new();
+    println!(
+        "{:<26} {:>8} {:>10} {:>10} {:>7} {:>10} {:>10} {:>7}",
+        "dimension", "n", "cpu n", "cpu 8n", "×", "heap n", "heap 8n", "×"
+    );
+    for shape in shapes() {
+        let app = layer().wrap_router(Router::new().fallback(any(|| async { "" })));
+        let k = runs_needed(&rt, &app, shape.build, shape.n);
+        let (t1, m1) = measure(&rt, &app, shape.build, shape.n, k);
+        let (t8, m8) = measure(&rt, &app, shape.build, shape.n * 8, k);
+        let (t1, t8) = (t1 / k as u64, t8 / k as u64);
+        let time_ratio = t8 as f64 / t1.max(1) as f64;
+        let heap_ratio = m8 as f64 / (m1.max(64 * 1024)) as f64;
+        println!(
+            "{:<26} {:>8} {:>8.2}ms {:>8.2}ms {:>7.1} {:>8}KiB {:>8}KiB {:>7.1}",
+            shape.name,
+            shape.n,
+            t1 as f64 / 1e6,
+            t8 as f64 / 1e6,
+            time_ratio,
+            m1 / 1024,
+            m8 / 1024,
+            heap_ratio
+        );
+        if time_ratio > 16.0 {
+            failures.push(format!("{}: time grew {time_ratio:.1}×", shape.name));
+        }
+        if heap_ratio > 12.0 {
+            failures.push(format!("{}: heap grew {heap_ratio:.1}×", shape.name));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
