@@ -15,10 +15,13 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 
 use crate::error::{error_response, not_run};
+use crate::item::answer_len;
 
 /// What an answer is counted as: its body and a fair allowance for its head and framing.
 pub(crate) fn cost(res: &Response<Bytes>) -> usize {
-    res.body().len() + 256
+    // A change set is answered by one response whose own body is empty; its items' answers ride
+    // in an extension and are counted in full.
+    answer_len(res) + 256
 }
 
 #[derive(Debug)]
@@ -109,4 +112,25 @@ pub(crate) fn never_held(limit: usize) -> Response<Bytes> {
             "the answers waiting for earlier items filled their budget of {limit} bytes and could not be sent first, so this item was not run"
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::item::{GroupAnswers, Item};
+
+    #[test]
+    fn a_change_sets_answers_count_in_full() {
+        let mut item = Item::new(http::Request::new(Bytes::new()));
+        let meta = item.take_meta(0);
+        let answer = Response::new(Bytes::from(vec![b'x'; 10_000]));
+        let mut stand_in = Response::new(Bytes::new());
+        stand_in.extensions_mut().insert(GroupAnswers {
+            boundary: "changesetresponse_1".into(),
+            answers: vec![(meta, answer)],
+            failed: false,
+        });
+        assert!(cost(&stand_in) >= 10_000, "{}", cost(&stand_in));
+        assert_eq!(cost(&Response::new(Bytes::new())), 256);
+    }
 }
