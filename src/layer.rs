@@ -241,7 +241,9 @@ impl BatchLayer {
     }
 
     /// Gives each item at most `d`; an item that takes longer is answered `504`, and the other
-    /// items are kept. Default 30 s.
+    /// items are kept. Default: none of its own; the batch's deadline bounds every item (see
+    /// [`batch_timeout`](Self::batch_timeout)), and a `TimeoutLayer` inside the batch layer
+    /// bounds each handler as it bounds a direct call.
     pub fn item_timeout(mut self, d: Duration) -> Self {
         self.config().item_timeout = Some(d);
         self

@@ -84,8 +84,17 @@ impl Format for Multipart {
         let mut group = 0u32;
         for range in parts {
             let raw = &body[range.clone()];
-            match change_set(raw, cx.limits) {
-                None => items.push(decode_part(&body, raw, cx.limits)),
+            // The part's headers are read once: they say whether it is a change set, and then
+            // make the item.
+            let (head, content) = match part::parse_part(raw, cx.limits) {
+                Ok(parsed) => parsed,
+                Err(err) => {
+                    items.push(Item::invalid(err));
+                    continue;
+                }
+            };
+            match change_set(&head, &content) {
+                None => items.push(decode_part(&body, raw, head, content, cx.limits)),
                 Some(Err(err)) => items.push(Item::invalid(err)),
                 Some(Ok((inner, content))) => {
                     // A change set: its parts are items of one group, each counted like any
@@ -108,12 +117,16 @@ impl Format for Multipart {
                     }
                     for r in sub {
                         let raw = &body[start + r.start..start + r.end];
-                        let mut item = if change_set(raw, cx.limits).is_some() {
-                            Item::invalid(ItemError::bad_request(
-                                "a change set may not hold another change set",
-                            ))
-                        } else {
-                            decode_part(&body, raw, cx.limits)
+                        let mut item = match part::parse_part(raw, cx.limits) {
+                            Err(err) => Item::invalid(err),
+                            Ok((head, _)) if change_set(&head, &(0..0)).is_some() => {
+                                Item::invalid(ItemError::bad_request(
+                                    "a change set may not hold another change set",
+                                ))
+                            }
+                            Ok((head, content)) => {
+                                decode_part(&body, raw, head, content, cx.limits)
+                            }
                         };
                         item.group = Some(group);
                         items.push(item);
@@ -135,10 +148,9 @@ impl Format for Multipart {
 /// When the part is a change set (its type is `multipart/mixed`): its boundary and the range of
 /// its content within `raw`.
 fn change_set(
-    raw: &[u8],
-    limits: &crate::limits::Limits,
+    head: &part::PartHead<'_>,
+    content: &std::ops::Range<usize>,
 ) -> Option<Result<(String, std::ops::Range<usize>), ItemError>> {
-    let (head, content) = part::parse_part(raw, limits).ok()?;
     let ct = head.content_type.as_deref()?;
     let essence = ct.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("multipart/mixed") {
@@ -148,18 +160,20 @@ fn change_set(
         .ok_or(BatchError::MissingBoundary)
         .and_then(|m| boundary_of(&m))
         .map_err(|err| ItemError::bad_request(format!("change set: {err}")));
-    Some(boundary.map(|b| (b, content)))
+    Some(boundary.map(|b| (b, content.clone())))
 }
 
-/// Turns one part (`raw`, a sub-slice of `body`) into an item: its headers, then the nested
-/// HTTP request. The item is built in one go rather than through `Item`'s builder methods, which
+/// Turns one part (`raw`, a sub-slice of `body`, whose headers are `head` and whose content is
+/// `raw[content]`) into an item: its headers, then the nested HTTP request. The item is built in one go rather than through `Item`'s builder methods, which
 /// would move it (a few hundred bytes) once per call.
 #[inline]
-fn decode_part(body: &Bytes, raw: &[u8], limits: &crate::limits::Limits) -> Item {
-    let (head, content) = match part::parse_part(raw, limits) {
-        Ok(parsed) => parsed,
-        Err(err) => return Item::invalid(err),
-    };
+fn decode_part(
+    body: &Bytes,
+    raw: &[u8],
+    head: part::PartHead<'_>,
+    content: std::ops::Range<usize>,
+    limits: &crate::limits::Limits,
+) -> Item {
     let request = match check_part_type(&head) {
         Err(err) => Err(err),
         Ok(()) => http1::parse_request_in(body, &raw[content], limits),
