@@ -13,6 +13,7 @@ use crate::config::{AuthPolicy, Config};
 use crate::context::BatchContext;
 use crate::error::ItemError;
 use crate::path;
+use crate::pinned::Pinned;
 use crate::transaction::Transaction;
 
 /// Everything about the outer request that items inherit, computed once per batch.
@@ -259,6 +260,9 @@ pub(crate) fn derived_id(outer: &Outer, index: usize) -> Option<HeaderValue> {
     HeaderValue::from_bytes(&id).ok()
 }
 
+/// The pinned headers in force, and whether the policy is `OuterOnly` (which pins more).
+type Pins<'a> = (&'a Pinned, bool);
+
 /// What `prepare` needs to know about an item's own headers, found in one pass over them.
 #[derive(Default)]
 struct Seen {
@@ -272,10 +276,12 @@ struct Seen {
     content_length: bool,
     request_id: bool,
     accept_encoding: bool,
+    /// A header that only the outer request may set (see `Pinned`) is present.
+    pinned: bool,
 }
 
 impl Seen {
-    fn scan(headers: &HeaderMap, request_id: Option<&HeaderName>) -> Seen {
+    fn scan(headers: &HeaderMap, request_id: Option<&HeaderName>, pinned: Pins<'_>) -> Seen {
         let mut seen = Seen::default();
         // `keys` visits each name once; `Host` is the one whose number of values matters.
         for name in headers.keys() {
@@ -299,6 +305,8 @@ impl Seen {
             } else if is_hop_by_hop(name, &HashSet::new()) {
                 // `Connection` among them: the names it lists are found when they are removed.
                 seen.hop_by_hop = true;
+            } else if pinned.0.covers(name, pinned.1) {
+                seen.pinned = true;
             }
         }
         seen
@@ -357,7 +365,8 @@ fn check_and_inherit(
     }
     // One look at the item's own headers answers every question asked of them below. Many items
     // (plain GETs) carry none at all.
-    let mut seen = Seen::scan(req.headers(), config.request_id_header.as_ref());
+    let pins: Pins<'_> = (&config.pinned, config.auth == AuthPolicy::OuterOnly);
+    let mut seen = Seen::scan(req.headers(), config.request_id_header.as_ref(), pins);
     // RFC 9112 §3.2: a request with more than one Host field is answered 400.
     if seen.hosts > 1 {
         return Err(ItemError::bad_request(
@@ -454,37 +463,26 @@ fn check_and_inherit(
             "items may not carry their own Authorization header; authenticate the batch request",
         ));
     }
-    // The item's own hop-by-hop headers describe a connection it does not have.
-    if seen.hop_by_hop {
-        let listed = connection_listed(req.headers());
-        let hop: Vec<HeaderName> = req
+    // The item's own hop-by-hop headers describe a connection it does not have; pinned headers
+    // are the outer request's alone (the outer ones fill in below). Both go in one pass, found
+    // by the same scan that answered everything else.
+    if seen.hop_by_hop || seen.pinned {
+        let listed = if seen.hop_by_hop {
+            connection_listed(req.headers())
+        } else {
+            HashSet::new()
+        };
+        let gone: Vec<HeaderName> = req
             .headers()
             .keys()
-            .filter(|n| is_hop_by_hop(n, &listed))
+            .filter(|n| is_hop_by_hop(n, &listed) || pins.0.covers(n, pins.1))
             .cloned()
             .collect();
-        for name in hop {
+        for name in gone {
             req.headers_mut().remove(name);
         }
         // `Connection` may have listed any header, `Host` or the request id among them.
-        seen = Seen::scan(req.headers(), config.request_id_header.as_ref());
-    }
-
-    // Pinned headers are the outer request's alone: the item's own go, the outer ones fill in.
-    let outer_only = config.auth == AuthPolicy::OuterOnly;
-    if !req.headers().is_empty() {
-        let pinned: Vec<HeaderName> = req
-            .headers()
-            .keys()
-            .filter(|n| config.pinned.covers(n, outer_only))
-            .cloned()
-            .collect();
-        if !pinned.is_empty() {
-            for name in pinned {
-                req.headers_mut().remove(name);
-            }
-            seen = Seen::scan(req.headers(), config.request_id_header.as_ref());
-        }
+        seen = Seen::scan(req.headers(), config.request_id_header.as_ref(), pins);
     }
 
     // Headers: the item's own win; the outer ones fill in (every value of a multi-valued one).
