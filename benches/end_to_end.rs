@@ -141,12 +141,13 @@ fn multi_thread() -> tokio::runtime::Runtime {
 fn end_to_end(c: &mut Criterion) {
     let req = BatchRequest::new(ITEMS);
     let uris = uris(ITEMS);
-    let polled = BatchLayer::new().wrap_router(api());
+    let polled = BatchLayer::new().wrap_router(api()).into_router();
     // The layer straight over the Router, without the outer Router `wrap_router` adds.
     let layered = BatchLayer::new().layer(api());
     let spawned = BatchLayer::new()
         .execution(Execution::Spawned)
-        .wrap_router(api());
+        .wrap_router(api())
+        .into_router();
     let direct = api();
 
     // Sanity: every item answered, not an error page.
@@ -244,10 +245,11 @@ fn main() {
 fn paired(pairs: usize) {
     let req = BatchRequest::new(ITEMS);
     let uris = uris(ITEMS);
-    let polled = BatchLayer::new().wrap_router(api());
+    let polled = BatchLayer::new().wrap_router(api()).into_router();
     let spawned = BatchLayer::new()
         .execution(Execution::Spawned)
-        .wrap_router(api());
+        .wrap_router(api())
+        .into_router();
     let direct = api();
     let rt = multi_thread();
     let mut times = [Vec::new(), Vec::new(), Vec::new()];
@@ -302,7 +304,7 @@ fn profile(mode: &str) {
             .map(|i| format!(r#"{{"id":"{i}","method":"GET","url":"/items/{i}"}}"#))
             .collect();
         let body = Bytes::from(format!(r#"{{"requests":[{}]}}"#, requests.join(",")));
-        let app = BatchLayer::new().wrap_router(api());
+        let app = BatchLayer::new().wrap_router(api()).into_router();
         let bytes = current_thread().block_on(async {
             let mut bytes = 0;
             for _ in 0..iters {
@@ -333,12 +335,16 @@ fn profile(mode: &str) {
         return;
     }
     let (rt, app) = match mode {
-        "batch" => (current_thread(), BatchLayer::new().wrap_router(api())),
+        "batch" => (
+            current_thread(),
+            BatchLayer::new().wrap_router(api()).into_router(),
+        ),
         "spawned" => (
             multi_thread(),
             BatchLayer::new()
                 .execution(Execution::Spawned)
-                .wrap_router(api()),
+                .wrap_router(api())
+                .into_router(),
         ),
         "direct" => (current_thread(), api()),
         other => panic!("E2E_PROFILE must be batch, json, layer, spawned or direct, not {other}"),

@@ -40,7 +40,7 @@ pub mod client;
 #[cfg(feature = "axum")]
 mod axum_support;
 #[cfg(feature = "axum")]
-pub use axum_support::MissingBatchContext;
+pub use axum_support::{BatchRouter, MissingBatchContext};
 #[cfg(feature = "hyper")]
 pub mod hyper;
 

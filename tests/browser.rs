@@ -102,9 +102,10 @@ struct Seen {
 
 type Log = Arc<Mutex<Vec<Seen>>>;
 
-async fn serve(app: axum::Router) -> SocketAddr {
+async fn serve(app: impl Into<axum::Router>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let app: axum::Router = app.into();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }

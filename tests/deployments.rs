@@ -53,9 +53,10 @@ fn echo_api() -> Router {
         )
 }
 
-async fn serve(app: Router) -> SocketAddr {
+async fn serve(app: impl Into<Router>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let app: Router = app.into();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }

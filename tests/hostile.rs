@@ -169,9 +169,10 @@ fn app(probe: Probe) -> Router {
         .with_state(probe)
 }
 
-async fn serve(router: Router) -> SocketAddr {
+async fn serve(router: impl Into<Router>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let router: Router = router.into();
     tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
     addr
 }

@@ -21,9 +21,10 @@ fn api() -> Router {
         .route("/hello/{name}", get(|axum::extract::Path(n): axum::extract::Path<String>| async move { format!("hello {n}") }))
 }
 
-async fn serve(app: Router) -> std::net::SocketAddr {
+async fn serve(app: impl Into<Router>) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let app: Router = app.into();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
@@ -212,4 +213,208 @@ async fn service_builder_composition_with_both_servers() {
     });
     let p = parts(&post_batch(addr, "/batch", "b", two_items()).await).await;
     assert_eq!(&p[0].body[..], b"hi ann ");
+}
+
+/// What `wrap_router` returns goes to `axum::serve` as it is, with no conversion.
+#[tokio::test]
+async fn batch_router_goes_to_axum_serve_as_it_is() {
+    let app = BatchLayer::new().wrap_router(api());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let p = parts(&post_batch(addr, "/batch", "b", two_items()).await).await;
+    assert_eq!(&p[0].body[..], b"hello ann");
+    assert_eq!(&p[1].body[..], b"hello bob");
+}
+
+async fn get_text(addr: std::net::SocketAddr, path: &str) -> support::Raw {
+    support::send(
+        Request::get(format!("http://{addr}{path}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await
+}
+
+/// A fallback added after wrapping answers unknown paths, both called directly and named by a
+/// batch item, and the batch path stays the layer's.
+#[tokio::test]
+async fn fallback_after_wrapping_keeps_the_batch_service() {
+    let app = BatchLayer::new()
+        .wrap_router(api())
+        .fallback(|| async { (http::StatusCode::IM_A_TEAPOT, "no such call") });
+    let addr = serve(app).await;
+    let body = batch(
+        "b",
+        &[
+            ("<1>", "GET /hello/ann HTTP/1.1"),
+            ("<2>", "GET /nowhere HTTP/1.1"),
+        ],
+    );
+    let p = parts(&post_batch(addr, "/batch", "b", body).await).await;
+    assert_eq!((p[0].status, &p[0].body[..]), (200, &b"hello ann"[..]));
+    assert_eq!((p[1].status, &p[1].body[..]), (418, &b"no such call"[..]));
+
+    let direct = get_text(addr, "/nowhere").await;
+    assert_eq!(
+        (direct.status.as_u16(), direct.text().as_str()),
+        (418, "no such call")
+    );
+    assert_eq!(get_text(addr, "/hello/cy").await.text(), "hello cy");
+    // The batch path called without a batch is still the layer's answer, not the fallback's.
+    let not_batch = support::post(addr, "/batch", "text/plain", "x", &[]).await;
+    assert_eq!(not_batch.status, 415, "{}", not_batch.text());
+}
+
+/// Routes, nested routers and merged routers added after wrapping join the API: each answers a
+/// direct call and a batch item.
+#[tokio::test]
+async fn routes_after_wrapping_join_the_api() {
+    let app = BatchLayer::new()
+        .wrap_router(api())
+        .route("/extra", get(|| async { "extra" }))
+        .nest("/v2", api())
+        .merge(Router::new().route("/merged", get(|| async { "merged" })))
+        .route_service(
+            "/service",
+            tower::service_fn(|_req: axum::extract::Request| async {
+                Ok::<_, Infallible>(axum::response::Response::new(axum::body::Body::from(
+                    "service",
+                )))
+            }),
+        );
+    let addr = serve(app).await;
+    let body = batch(
+        "b",
+        &[
+            ("<1>", "GET /extra HTTP/1.1"),
+            ("<2>", "GET /v2/hello/ann HTTP/1.1"),
+            ("<3>", "GET /merged HTTP/1.1"),
+            ("<4>", "GET /service HTTP/1.1"),
+            ("<5>", "GET /hello/bob HTTP/1.1"),
+        ],
+    );
+    let p = parts(&post_batch(addr, "/batch", "b", body).await).await;
+    let bodies: Vec<&[u8]> = p.iter().map(|p| &p.body[..]).collect();
+    assert_eq!(
+        bodies,
+        [
+            &b"extra"[..],
+            b"hello ann",
+            b"merged",
+            b"service",
+            b"hello bob"
+        ]
+    );
+    for (path, text) in [
+        ("/extra", "extra"),
+        ("/v2/hello/x", "hello x"),
+        ("/merged", "merged"),
+        ("/service", "service"),
+    ] {
+        assert_eq!(get_text(addr, path).await.text(), text, "{path}");
+    }
+}
+
+/// Layers on a `BatchRouter` wrap the whole app, routes added after them included, each around
+/// the ones before it; a batch passes through them once, and its items do not.
+#[tokio::test]
+async fn layers_on_a_batch_router_wrap_everything_in_call_order() {
+    use axum::middleware::map_response;
+    use axum::response::Response as AxumResponse;
+
+    async fn mark_a(mut res: AxumResponse) -> AxumResponse {
+        res.headers_mut().append("x-order", "a".parse().unwrap());
+        res
+    }
+    async fn mark_b(mut res: AxumResponse) -> AxumResponse {
+        res.headers_mut().append("x-order", "b".parse().unwrap());
+        res
+    }
+    let app = BatchLayer::new()
+        .wrap_router(api())
+        .layer(map_response(mark_a))
+        .route("/late", get(|| async { "late" }))
+        .layer(map_response(mark_b));
+    let addr = serve(app).await;
+    let order = |headers: &http::HeaderMap| -> Vec<String> {
+        headers
+            .get_all("x-order")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let direct = get_text(addr, "/late").await;
+    assert_eq!(direct.text(), "late");
+    assert_eq!(order(&direct.headers), ["a", "b"]);
+
+    let raw = post_batch(addr, "/batch", "b", two_items()).await;
+    assert_eq!(order(&raw.headers), ["a", "b"]);
+    let p = parts(&raw).await;
+    assert_eq!(&p[0].body[..], b"hello ann");
+    assert!(order(&p[0].headers).is_empty(), "{:?}", p[0].headers);
+}
+
+/// A `BatchRouter` is a tower service too (for tests and in-process calls), and `into_router`
+/// gives the same app as a plain `Router`.
+#[tokio::test]
+async fn batch_router_as_a_service_and_as_a_router() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let request = || {
+        Request::post("/batch")
+            .header("content-type", "multipart/mixed; boundary=b")
+            .body(axum::body::Body::from(two_items()))
+            .unwrap()
+    };
+    let app = BatchLayer::new()
+        .wrap_router(api())
+        .fallback(|| async { "fell back" });
+    for res in [
+        app.clone().oneshot(request()).await.unwrap(),
+        app.clone().into_router().oneshot(request()).await.unwrap(),
+    ] {
+        assert_eq!(res.status(), 200);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("hello ann") && text.contains("hello bob"),
+            "{text}"
+        );
+    }
+    let res = app
+        .oneshot(
+            Request::get("/other")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"fell back");
+}
+
+/// `into_make_service_with_connect_info`: handlers read `ConnectInfo`, and items inside a
+/// batch see the batch's own connection.
+#[tokio::test]
+async fn connect_info_reaches_items() {
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+
+    let api = Router::new().route(
+        "/peer",
+        get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
+    );
+    let app = BatchLayer::new()
+        .wrap_router(api)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let body = batch("b", &[("<1>", "GET /peer HTTP/1.1")]);
+    let p = parts(&post_batch(addr, "/batch", "b", body).await).await;
+    assert_eq!((p[0].status, &p[0].body[..]), (200, &b"127.0.0.1"[..]));
+    assert_eq!(get_text(addr, "/peer").await.text(), "127.0.0.1");
 }

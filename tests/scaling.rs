@@ -359,7 +359,9 @@ fn every_dimension_scales_linearly() {
         "dimension", "n", "cpu n", "cpu 8n", "×", "heap n", "heap 8n", "×"
     );
     for shape in shapes() {
-        let app = layer().wrap_router(Router::new().fallback(any(|| async { "" })));
+        let app = layer()
+            .wrap_router(Router::new().fallback(any(|| async { "" })))
+            .into_router();
         let k = runs_needed(&rt, &app, shape.build, shape.n);
         // On a shared machine one measurement can land on a busy moment; a dimension over the
         // bound is measured again, and the lower ratio stands. Quadratic work (64× at 8n) still

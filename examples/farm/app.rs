@@ -37,6 +37,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use http_batch::BatchRouter;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tower_http::cors::{Any, CorsLayer};
@@ -502,7 +503,7 @@ pub fn cors() -> CorsLayer {
 /// Google's at `/batch` and `/batch/farm/v1`, OData 4 and 2 at
 /// `/odata/v4/farm/v1/$batch` and `/odata/v2/farm/v1/$batch`, Azure
 /// Storage's at `POST /farm/v1?restype=container&comp=batch`; the page at `/`; and CORS.
-pub fn app(token: Option<String>) -> Router {
+pub fn app(token: Option<String>) -> BatchRouter {
     let animals: Animals = Arc::new(Mutex::new(initial_animals()));
     let batched =
         dialects::layer(animals.clone()).wrap_router(api_on(token, animals).route("/", get(page)));

@@ -44,7 +44,7 @@ pub fn gateway_router(animals: Uri, farmers: Uri) -> Router {
 
 /// [`gateway_router`] with batch support at `/batch` and `/batch/farm/v1`: one batch may hold
 /// items for both upstreams, and each item is forwarded on its own.
-pub fn gateway_app(animals: Uri, farmers: Uri) -> Router {
+pub fn gateway_app(animals: Uri, farmers: Uri) -> http_batch::BatchRouter {
     http_batch::BatchLayer::new()
         .paths(["/batch", "/batch/farm/v1"])
         .wrap_router(gateway_router(animals, farmers))

@@ -6,8 +6,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
-use http_batch::BatchLayer;
+use http_batch::{BatchLayer, BatchRouter};
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -58,7 +57,7 @@ async fn auth(token: std::sync::Arc<str>, req: Request, next: Next) -> Response 
 /// (a browser's preflight for `/batch` is answered there, and items never see CORS headers),
 /// and tracing of the outer request. A `TimeoutLayer` outside would bound nothing, since a
 /// batch's answer head goes out at once: the batch layer's own `batch_timeout` does that.
-pub fn app(token: &str, public_origin: Option<&str>) -> Router {
+pub fn app(token: &str, public_origin: Option<&str>) -> BatchRouter {
     let token: std::sync::Arc<str> = token.into();
     let api = farm::api(None)
         .layer(middleware::from_fn(move |req: Request, next: Next| {

@@ -30,7 +30,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::future::{BoxFuture, FutureExt};
 use http_batch::format::Dialect;
-use http_batch::{BatchLayer, BatchRoute, BoxError, Transact, Transaction, TransactionProvider};
+use http_batch::{
+    BatchLayer, BatchRoute, BatchRouter, BoxError, Transact, Transaction, TransactionProvider,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 use tokio::sync::OwnedMutexGuard;
@@ -242,7 +244,7 @@ async fn remove(
 }
 
 /// The API over `conn`, with OData 4 and OData 2 batches whose change sets are SQL transactions.
-pub fn app(conn: Connection) -> Router {
+pub fn app(conn: Connection) -> BatchRouter {
     let db: Db = Arc::new(tokio::sync::Mutex::new(conn));
     let api = Router::new()
         .route("/farm/v1/animals", get(list).post(insert))
