@@ -17,8 +17,10 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::routing::any;
 use axum::Router;
+use futures_util::future::{BoxFuture, FutureExt};
 use http::Request;
-use http_batch::BatchLayer;
+use http_batch::format::Dialect;
+use http_batch::{BatchLayer, BatchRoute, BoxError, Transact, Transaction, TransactionProvider};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -102,6 +104,30 @@ fn json(requests: serde_json::Value, query: &str) -> Request<Body> {
         .body(Body::from(
             serde_json::json!({ "requests": requests }).to_string(),
         ))
+        .unwrap()
+}
+
+/// A multipart OData batch at the change-set route: `change_sets` change sets of `items` POSTs
+/// each.
+fn change_sets(change_sets: usize, items: usize) -> Request<Body> {
+    let mut body = String::new();
+    for c in 0..change_sets {
+        body.push_str(&format!(
+            "--b\r\nContent-Type: multipart/mixed; boundary=cs{c}\r\n\r\n"
+        ));
+        for i in 0..items {
+            body.push_str(&format!(
+                "--cs{c}\r\nContent-Type: application/http\r\nContent-ID: {c}.{i}\r\n\r\n\
+                 POST /ok HTTP/1.1\r\n\r\n\r\n"
+            ));
+        }
+        body.push_str(&format!("--cs{c}--\r\n"));
+    }
+    body.push_str("--b--\r\n");
+    Request::post("/odata/$batch")
+        .header("host", "example.com")
+        .header("content-type", "multipart/mixed; boundary=b")
+        .body(Body::from(body))
         .unwrap()
 }
 
@@ -271,6 +297,29 @@ fn shapes() -> Vec<Shape> {
             },
         },
         Shape {
+            name: "change sets",
+            n: 50,
+            build: |n| change_sets(n, 2),
+        },
+        Shape {
+            name: "items per change set",
+            n: 100,
+            build: |n| change_sets(1, n),
+        },
+        Shape {
+            name: "atomicityGroup length",
+            n: 10_000,
+            build: |n| {
+                let group = "g".repeat(n);
+                let items: Vec<_> = (0..20)
+                    .map(|i| serde_json::json!({"id": i.to_string(), "atomicityGroup": group, "method": "POST", "url": "/ok"}))
+                    .collect();
+                let mut req = json(items.into(), "");
+                *req.uri_mut() = "/odata/$batch".parse().unwrap();
+                req
+            },
+        },
+        Shape {
             name: "boundary length",
             n: 8,
             build: |n| {
@@ -284,8 +333,32 @@ fn shapes() -> Vec<Shape> {
     ]
 }
 
+/// Transactions that hold nothing: what is measured is the layer's handling of change sets.
+struct NoStore;
+
+impl Transact for NoStore {
+    fn commit(&self) -> BoxFuture<'static, Result<(), BoxError>> {
+        async { Ok(()) }.boxed()
+    }
+    fn rollback(&self) -> BoxFuture<'static, Result<(), BoxError>> {
+        async { Ok(()) }.boxed()
+    }
+}
+
+impl TransactionProvider for NoStore {
+    fn begin(&self) -> BoxFuture<'static, Result<Transaction, BoxError>> {
+        async { Ok(Transaction::new(NoStore)) }.boxed()
+    }
+}
+
 fn layer() -> BatchLayer {
     BatchLayer::new()
+        .route(BatchRoute::path("/batch"))
+        .route(
+            BatchRoute::path("/odata/$batch")
+                .dialect(Dialect::odata_v4())
+                .transactions(NoStore),
+        )
         .max_items(100_000)
         .max_body_bytes(256 << 20)
         .max_part_bytes(64 << 20)
@@ -400,4 +473,47 @@ fn every_dimension_scales_linearly() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The change-set shapes above measure change sets that run and commit, not a refusal.
+#[test]
+fn change_set_shapes_run_their_change_sets() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = layer()
+        .wrap_router(Router::new().fallback(any(|| async { "" })))
+        .into_router();
+    let answer = |req: Request<Body>| {
+        rt.block_on(async {
+            let res = app.clone().oneshot(req).await.unwrap();
+            let status = res.status();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        })
+    };
+    let (status, text) = answer(change_sets(3, 2));
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        text.matches("boundary=changesetresponse_").count(),
+        3,
+        "{text}"
+    );
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 6, "{text}");
+
+    let group = "g".repeat(50);
+    let items: Vec<_> = (0..3)
+        .map(|i| serde_json::json!({"id": i.to_string(), "atomicityGroup": group, "method": "POST", "url": "/ok"}))
+        .collect();
+    let mut req = json(items.into(), "");
+    *req.uri_mut() = "/odata/$batch".parse().unwrap();
+    let (status, text) = answer(req);
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let responses = v["responses"].as_array().unwrap();
+    assert_eq!(responses.len(), 3, "{text}");
+    assert!(responses
+        .iter()
+        .all(|r| r["status"] == 200 && r["atomicityGroup"] == group.as_str()));
 }
