@@ -28,6 +28,13 @@ pub enum BatchError {
         /// The method the client used.
         method: String,
     },
+    /// The batch body is sent with a content coding (`Content-Encoding: gzip`, say) that the
+    /// layer does not decode. Decoding belongs to a layer outside, such as tower-http's
+    /// `RequestDecompressionLayer`, which removes the header once it has decoded the body.
+    UnsupportedEncoding {
+        /// The `Content-Encoding` the client sent.
+        encoding: String,
+    },
     /// The content type is not one of the batch formats served at this path.
     UnsupportedMediaType {
         /// The content type the client sent, if any.
@@ -140,6 +147,11 @@ impl fmt::Display for BatchError {
                  BatchLayer::new().wrap_router(router), or mount Batch::new(router) with \
                  route_service"
             ),
+            BatchError::UnsupportedEncoding { encoding } => write!(
+                f,
+                "the batch body is encoded as `{encoding}`, which this server does not decode; \
+                 send it without a Content-Encoding"
+            ),
             BatchError::UnsupportedMediaType {
                 content_type,
                 accepted,
@@ -216,7 +228,9 @@ impl BatchError {
     pub fn status(&self) -> StatusCode {
         match self {
             BatchError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            BatchError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BatchError::UnsupportedMediaType { .. } | BatchError::UnsupportedEncoding { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             BatchError::TooManyItems { .. }
             | BatchError::BodyTooLarge { .. }
             | BatchError::PartTooLarge { .. }
@@ -233,6 +247,7 @@ impl BatchError {
         match self {
             BatchError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
             BatchError::UnsupportedMediaType { .. } => "UNSUPPORTED_MEDIA_TYPE",
+            BatchError::UnsupportedEncoding { .. } => "UNSUPPORTED_CONTENT_ENCODING",
             BatchError::MissingBoundary => "MISSING_BOUNDARY",
             BatchError::InvalidBoundary { .. } => "INVALID_BOUNDARY",
             BatchError::Framing { .. } => "BROKEN_FRAMING",
@@ -301,8 +316,18 @@ impl BatchError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
-        if let BatchError::MethodNotAllowed { .. } = self {
-            headers.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+        match self {
+            BatchError::MethodNotAllowed { .. } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+            }
+            // RFC 7694: a 415 for a content coding names the codings that are accepted.
+            BatchError::UnsupportedEncoding { .. } => {
+                headers.insert(
+                    header::ACCEPT_ENCODING,
+                    HeaderValue::from_static("identity"),
+                );
+            }
+            _ => {}
         }
         res
     }

@@ -123,6 +123,9 @@ where
                 method: req.method().to_string(),
             });
         }
+        if let Some(encoding) = content_coding(req.headers()) {
+            return reject(BatchError::UnsupportedEncoding { encoding });
+        }
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -159,6 +162,36 @@ where
             req,
         )))
     }
+}
+
+/// The request body's content coding, when it is anything but `identity`: the formats read the
+/// body as sent, so a compressed body would otherwise be refused for its framing, in words that
+/// do not say why.
+fn content_coding(headers: &http::HeaderMap) -> Option<String> {
+    let mut codings = headers.get_all(header::CONTENT_ENCODING).iter().peekable();
+    codings.peek()?;
+    let all: Vec<String> = codings
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    let identity = all
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .all(|c| c.is_empty() || c.eq_ignore_ascii_case("identity"));
+    if identity {
+        return None;
+    }
+    // Named in the answer's message, so kept short whatever the client sent.
+    let mut named = all.join(", ");
+    if named.len() > 64 {
+        let mut end = 64;
+        while !named.is_char_boundary(end) {
+            end -= 1;
+        }
+        named.truncate(end);
+        named.push('…');
+    }
+    Some(named)
 }
 
 /// Whether the layer is being applied to a single route of an axum router, as

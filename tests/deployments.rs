@@ -204,6 +204,61 @@ async fn an_outer_body_limit_is_answered_413() {
     assert_eq!(status, 413, "{}", String::from_utf8_lossy(&text));
 }
 
+/// A compressed batch body is refused with a 415 that says why and names the coding accepted
+/// (RFC 7694), not with a framing error; with tower-http's `RequestDecompressionLayer` outside
+/// the batch layer, the same body is decoded and its items run.
+#[tokio::test]
+async fn a_compressed_batch_body_is_refused_in_words_or_decoded_outside() {
+    use std::io::Write;
+
+    let body = batch(
+        "b",
+        &[(
+            "<1>",
+            "POST /upload HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+        )],
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.as_bytes()).unwrap();
+    let gzipped = gz.finish().unwrap();
+    let headers = [("content-encoding", "gzip")];
+    let ct = "multipart/mixed; boundary=b";
+
+    let plain = serve(BatchLayer::new().wrap_router(echo_api())).await;
+    let raw = support::post(plain, "/batch", ct, gzipped.clone(), &headers).await;
+    assert_eq!(raw.status, 415, "{}", raw.text());
+    assert_eq!(raw.headers["accept-encoding"], "identity");
+    let error = &raw.json()["error"];
+    assert_eq!(error["reason"], "UNSUPPORTED_CONTENT_ENCODING", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("`gzip`"),
+        "{error}"
+    );
+    // `identity` is no coding at all.
+    let raw = support::post(
+        plain,
+        "/batch",
+        ct,
+        body.clone(),
+        &[("content-encoding", "identity")],
+    )
+    .await;
+    assert_eq!(parts(&raw).await[0].body.as_ref(), b"5");
+
+    let decoding = serve(
+        BatchLayer::new()
+            .wrap_router(echo_api())
+            .layer(tower_http::decompression::RequestDecompressionLayer::new()),
+    )
+    .await;
+    let raw = support::post(decoding, "/batch", ct, gzipped, &headers).await;
+    let answers = parts(&raw).await;
+    assert_eq!(
+        (answers[0].status, answers[0].body.as_ref()),
+        (200, &b"5"[..])
+    );
+}
+
 /// `OPTIONS` on a batch path says what may be posted there and the limits to keep to.
 #[tokio::test]
 async fn options_advertises_the_batch_endpoint() {
