@@ -454,4 +454,97 @@ mod tests {
         assert_eq!(res.status(), 405);
         assert_eq!(res.headers()[header::ALLOW], "POST, OPTIONS");
     }
+
+    /// One of each kind of batch error. The match has no catch-all arm, so a new kind does not
+    /// compile until it is listed here, and so in the README's table below.
+    fn one_of_each() -> Vec<BatchError> {
+        let all = vec![
+            BatchError::MethodNotAllowed {
+                method: "GET".into(),
+            },
+            BatchError::UnsupportedEncoding {
+                encoding: "gzip".into(),
+            },
+            BatchError::UnsupportedMediaType {
+                content_type: None,
+                accepted: vec![],
+            },
+            BatchError::MissingBoundary,
+            BatchError::InvalidBoundary { reason: "" },
+            BatchError::Framing {
+                reason: String::new(),
+            },
+            BatchError::Malformed {
+                reason: String::new(),
+            },
+            BatchError::Empty,
+            BatchError::TooManyItems { count: 2, limit: 1 },
+            BatchError::BodyTooLarge { limit: 1 },
+            BatchError::PartTooLarge { index: 0, limit: 1 },
+            BatchError::ReadTimeout {
+                timeout: Duration::from_secs(1),
+            },
+            BatchError::BodyRead {
+                reason: String::new(),
+            },
+            BatchError::DuplicateId { id: String::new() },
+            BatchError::UnknownDependency {
+                id: String::new(),
+                depends_on: String::new(),
+            },
+            BatchError::DependencyCycle { cycle: vec![] },
+            BatchError::CostExceeded { cost: 2, limit: 1 },
+            BatchError::TooDeep { depth: 1, limit: 0 },
+            BatchError::MountedInsideRouter,
+            BatchError::ChangeSetsRefused { dialect: "google" },
+            BatchError::NoTransactions,
+        ];
+        for e in &all {
+            match e {
+                BatchError::MethodNotAllowed { .. }
+                | BatchError::UnsupportedEncoding { .. }
+                | BatchError::UnsupportedMediaType { .. }
+                | BatchError::MissingBoundary
+                | BatchError::InvalidBoundary { .. }
+                | BatchError::Framing { .. }
+                | BatchError::Malformed { .. }
+                | BatchError::Empty
+                | BatchError::TooManyItems { .. }
+                | BatchError::BodyTooLarge { .. }
+                | BatchError::PartTooLarge { .. }
+                | BatchError::ReadTimeout { .. }
+                | BatchError::BodyRead { .. }
+                | BatchError::DuplicateId { .. }
+                | BatchError::UnknownDependency { .. }
+                | BatchError::DependencyCycle { .. }
+                | BatchError::CostExceeded { .. }
+                | BatchError::TooDeep { .. }
+                | BatchError::MountedInsideRouter
+                | BatchError::ChangeSetsRefused { .. }
+                | BatchError::NoTransactions => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn the_readme_lists_every_reason_with_its_status() {
+        let readme = include_str!("../README.md");
+        let table = &readme[readme
+            .find("| status | `error.reason` | when |")
+            .expect("table")..];
+        let table = &table[..table.find("\n\n").unwrap_or(table.len())];
+        for e in one_of_each() {
+            let reason = format!("`{}`", e.kind());
+            let row = table
+                .lines()
+                .find(|line| line.contains(&reason))
+                .unwrap_or_else(|| panic!("the README's error table has no {reason}"));
+            let status = e.status().as_u16().to_string();
+            assert!(
+                row.starts_with(&format!("| {status}")),
+                "{reason} is {status}: {row}"
+            );
+        }
+    }
 }
