@@ -6,8 +6,6 @@
 //! the server and the client on one current-thread runtime and read a per-thread allocation
 //! counter, so that other tests running at the same time do not disturb the figures.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,58 +27,10 @@ use tower::Layer;
 
 mod support;
 
-// ---------------------------------------------------------------------------------------------
-// A per-thread allocation counter
-// ---------------------------------------------------------------------------------------------
-
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn note(delta: isize) {
-    let _ = LIVE.try_with(|live| {
-        let now = live.get() + delta;
-        live.set(now);
-        let _ = PEAK.try_with(|peak| {
-            if now > peak.get() {
-                peak.set(now);
-            }
-        });
-    });
-}
-
-// SAFETY: every call is passed to `System` unchanged; the counters are thread-local cells.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size() as isize);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note(-(layout.size() as isize));
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size as isize - layout.size() as isize);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: support::counting::Counting = support::counting::Counting;
 
-/// Starts counting this thread's peak from what is live now; `peak_growth` reads it.
-fn reset_peak() -> isize {
-    let live = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(live));
-    live
-}
-
-fn peak_growth(base: isize) -> usize {
-    (PEAK.with(Cell::get) - base).max(0) as usize
-}
+use support::counting::{peak_growth, reset_peak};
 
 // ---------------------------------------------------------------------------------------------
 // The app, the server, and JSON batches

@@ -10,8 +10,6 @@
 //! smallest peak among them. The table is printed (`cargo test --test scaling --
 //! --nocapture`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -24,40 +22,9 @@ use http_batch::{BatchLayer, BatchRoute, BoxError, Transact, Transaction, Transa
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-struct Counting;
+mod support;
 
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn note(delta: isize) {
-    let _ = LIVE.try_with(|live| {
-        let now = live.get() + delta;
-        live.set(now);
-        let _ = PEAK.try_with(|peak| {
-            if now > peak.get() {
-                peak.set(now);
-            }
-        });
-    });
-}
-
-// SAFETY: every call is passed to `System` unchanged; the counters are thread-local cells.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size() as isize);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note(-(layout.size() as isize));
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size as isize - layout.size() as isize);
-        System.realloc(ptr, layout, new_size)
-    }
-}
+use support::counting::{peak_growth, reset_peak, Counting};
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -369,15 +336,14 @@ fn layer() -> BatchLayer {
 /// Runs one batch; its peak heap, in bytes.
 fn run(rt: &tokio::runtime::Runtime, app: &Router, req: Request<Body>) -> usize {
     let app = app.clone();
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(base));
+    let base = reset_peak();
     rt.block_on(async move {
         let res = app.oneshot(req).await.unwrap();
         assert_eq!(res.status(), 200);
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert!(!body.is_empty());
     });
-    (PEAK.with(Cell::get) - base).max(0) as usize
+    peak_growth(base)
 }
 
 /// The CPU nanoseconds of `k` batches of size `n` (the requests are built outside the count),

@@ -2,6 +2,8 @@
 //! reader of batch responses (multer, which only accepts CRLF multipart).
 #![allow(dead_code)]
 
+pub mod counting;
+
 use std::net::SocketAddr;
 
 use bytes::Bytes;
