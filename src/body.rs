@@ -10,7 +10,7 @@ use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::error::{error_response, not_run, NotRun};
+use crate::error::{error_response, not_run, BoxError, NotRun};
 use crate::format::Encoder;
 use crate::item::{answer_len, ItemMeta};
 use crate::schedule::Scheduler;
@@ -71,20 +71,46 @@ impl<B> fmt::Debug for ResponseBody<B> {
     }
 }
 
+/// The error a batch answer ends with when its client took nothing for the stall timeout: the
+/// answer is cut off, not ended, so the server resets the stream and neither the client nor a
+/// proxy in between can take what was sent for a whole answer.
+#[derive(Debug)]
+pub struct AnswerCutOff {
+    stall_timeout: Duration,
+}
+
+impl fmt::Display for AnswerCutOff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the client took nothing of the batch answer for {} ms; the answer was cut off and \
+             the items not yet answered were dropped",
+            self.stall_timeout.as_millis()
+        )
+    }
+}
+
+impl std::error::Error for AnswerCutOff {}
+
+/// The body's error: the inner service's body error on pass-through, [`AnswerCutOff`] when a
+/// batch answer is cut off.
 impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Batch { body } => body.poll_frame(cx).map(|f| f.map(|d| Ok(Frame::data(d)))),
+            KindProj::Inner { body } => body.poll_frame(cx).map_err(Into::into),
+            KindProj::Batch { body } => body
+                .poll_frame(cx)
+                .map(|f| f.map(|d| d.map(Frame::data).map_err(BoxError::from))),
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -120,6 +146,7 @@ pub(crate) struct BatchBody {
     finished: bool,
     written: usize,
     max_response_bytes: usize,
+    stall_timeout: Duration,
 }
 
 impl BatchBody {
@@ -145,15 +172,16 @@ impl BatchBody {
             finished: false,
             written: 0,
             max_response_bytes,
+            stall_timeout,
         }
     }
 
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, AnswerCutOff>>> {
         if self.finished {
             return Poll::Ready(None);
         }
         let frame = self.next_frame(cx);
-        if let Poll::Ready(Some(_)) = &frame {
+        if let Poll::Ready(Some(Ok(_))) = &frame {
             if !self.finished {
                 self.scheduler.handed();
             }
@@ -161,16 +189,19 @@ impl BatchBody {
         frame
     }
 
-    fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+    fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, AnswerCutOff>>> {
         let span = self.span.clone();
         let _enter = span.enter();
         let Some(mut guard) = self.scheduler.polled() else {
-            // The client stopped reading and the batch was ended: the answer stops here.
+            // The client stopped reading and the batch was ended: the answer is cut off here,
+            // with an error, so that it cannot pass for a whole one.
             self.finished = true;
-            if self.scheduler.stalled() {
-                tracing::debug!("batch answer ended after a stall");
-            }
-            return Poll::Ready(None);
+            debug_assert!(self.scheduler.stalled());
+            let cut_off = AnswerCutOff {
+                stall_timeout: self.stall_timeout,
+            };
+            tracing::warn!(bytes = self.written, "{cut_off}");
+            return Poll::Ready(Some(Err(cut_off)));
         };
         let scheduler = guard.as_mut().expect("checked by `polled`");
         if !self.begun {
@@ -191,20 +222,20 @@ impl BatchBody {
                     tracing::trace!(index, bytes = self.buf.len() - before, "item encoded");
                     scheduler.budget().written(self.written + self.buf.len());
                     if self.buf.len() >= FRAME_BYTES {
-                        return Poll::Ready(Some(take(&mut self.buf, &mut self.written)));
+                        return Poll::Ready(Some(Ok(take(&mut self.buf, &mut self.written))));
                     }
                 }
                 Poll::Ready(None) => {
                     self.encoder.end(&mut self.buf);
                     self.finished = true;
                     tracing::debug!(bytes = self.written + self.buf.len(), "batch answered");
-                    return Poll::Ready(Some(take(&mut self.buf, &mut self.written)));
+                    return Poll::Ready(Some(Ok(take(&mut self.buf, &mut self.written))));
                 }
                 Poll::Pending => {
                     if self.buf.is_empty() {
                         return Poll::Pending;
                     }
-                    return Poll::Ready(Some(take(&mut self.buf, &mut self.written)));
+                    return Poll::Ready(Some(Ok(take(&mut self.buf, &mut self.written))));
                 }
             }
         }

@@ -44,7 +44,7 @@ pub use axum_support::{BatchRouter, MissingBatchContext};
 #[cfg(feature = "hyper")]
 pub mod hyper;
 
-pub use body::ResponseBody;
+pub use body::{AnswerCutOff, ResponseBody};
 pub use config::{AuthPolicy, Execution};
 pub use context::{BatchContext, BatchStore};
 pub use error::{BatchError, BoxError, ItemError};

@@ -280,6 +280,41 @@ async fn spawned_lanes_keep_to_the_held_bytes_budget() {
     );
 }
 
+/// At the batch deadline an item still waiting to start is answered "not run", and one that was
+/// running "may have taken effect": a client needs to know which it may simply send again.
+#[tokio::test]
+async fn a_batch_deadline_says_which_items_never_started() {
+    let layer = BatchLayer::new()
+        .concurrency(1)
+        .batch_timeout(Duration::from_millis(300));
+    let (addr, probe) = start(layer).await;
+    let items = vec![
+        item(0, "GET", "/ok"),
+        item(1, "GET", "/slow/5000"),
+        item(2, "POST", "/animals/late"),
+        item(3, "POST", "/animals/later"),
+    ];
+    let raw = post_json(addr, "/batch", json!({ "requests": items }).to_string()).await;
+    let answers = answers(&raw);
+    assert_eq!(answers["0"].0, 204);
+    assert_eq!(answers["1"].0, 504);
+    assert!(
+        message(&answers["1"].1).contains("while this item was running"),
+        "{:?}",
+        answers["1"]
+    );
+    for id in ["2", "3"] {
+        assert_eq!(answers[id].0, 504);
+        let msg = message(&answers[id].1);
+        assert!(
+            msg.contains("before this item started, so it was not run"),
+            "{id}: {msg}"
+        );
+    }
+    // True to their words: of the two POSTs, neither ran.
+    assert_eq!(probe.calls.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test]
 async fn an_item_that_could_never_be_held_is_answered_and_not_run() {
     // The first item waits on the last; everything between is held, and the budget runs out.
@@ -350,7 +385,30 @@ async fn a_client_that_stops_reading_ends_the_batch() {
         calls,
         "nothing more runs"
     );
-    drop(stream);
+    // Reading again, the client finds the answer cut off: no last chunk, and the connection
+    // closed, so neither it nor a proxy can take the part it got for a whole answer.
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the connection of a cut-off answer is closed");
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        &got[..got.len().min(100)]
+    );
+    assert!(
+        !got.ends_with(b"\r\n0\r\n\r\n"),
+        "a cut-off answer ends with the last chunk, as a whole one would"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -326,16 +326,23 @@ impl Scheduler {
         for slot in &mut self.slots {
             let waiting = matches!(slot, Slot::Waiting(..));
             if waiting || matches!(slot, Slot::Running) {
-                let mut res = error_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &format!(
-                        "the batch deadline of {} ms passed before this item finished",
-                        d.as_millis()
-                    ),
-                );
-                if waiting {
-                    res = not_run(res);
-                }
+                // Whether the item started decides whether a client may simply send it again.
+                let ms = d.as_millis();
+                let res = if waiting {
+                    not_run(error_response(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!(
+                            "the batch deadline of {ms} ms passed before this item started, so it was not run"
+                        ),
+                    ))
+                } else {
+                    error_response(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!(
+                            "the batch deadline of {ms} ms passed while this item was running; it was stopped, and may have taken effect in part"
+                        ),
+                    )
+                };
                 self.budget.hold(&res);
                 *slot = Slot::Done(res);
             }
