@@ -57,9 +57,15 @@ where
             timeout: limits.read_timeout,
         }),
         Ok(Err(err)) => {
-            // The limit may be this layer's or an outer `RequestBodyLimitLayer`'s, whose error
-            // reaches here wrapped (axum's `Body` wraps every body error): look down the chain.
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*err);
+            // The limit may be this layer's (the error itself) or an outer
+            // `RequestBodyLimitLayer`'s, whose error reaches here wrapped (axum's `Body` wraps
+            // every body error): look down the chain. Only this layer's limit is known here.
+            if err.is::<http_body_util::LengthLimitError>() {
+                return Err(BatchError::BodyTooLarge {
+                    limit: limits.max_body_bytes,
+                });
+            }
+            let mut source = err.source();
             let mut too_large = false;
             while let Some(e) = source {
                 if e.is::<http_body_util::LengthLimitError>() {
@@ -69,9 +75,7 @@ where
                 source = e.source();
             }
             if too_large {
-                Err(BatchError::BodyTooLarge {
-                    limit: limits.max_body_bytes,
-                })
+                Err(BatchError::BodyOverOuterLimit)
             } else {
                 Err(BatchError::BodyRead {
                     reason: err.to_string(),

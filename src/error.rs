@@ -73,6 +73,9 @@ pub enum BatchError {
         /// The configured limit in bytes.
         limit: usize,
     },
+    /// The batch body is larger than a body limit outside the layer allows (tower-http's
+    /// `RequestBodyLimitLayer`, say), whose size the layer does not know.
+    BodyOverOuterLimit,
     /// One part is larger than allowed.
     PartTooLarge {
         /// The zero-based index of the part (the message and the JSON body count from 1).
@@ -177,6 +180,10 @@ impl fmt::Display for BatchError {
             BatchError::BodyTooLarge { limit } => {
                 write!(f, "batch body is larger than the limit of {limit} bytes")
             }
+            BatchError::BodyOverOuterLimit => write!(
+                f,
+                "batch body is larger than this server accepts (a body limit outside the batch endpoint)"
+            ),
             BatchError::PartTooLarge { index, limit } => {
                 write!(
                     f,
@@ -233,6 +240,7 @@ impl BatchError {
             }
             BatchError::TooManyItems { .. }
             | BatchError::BodyTooLarge { .. }
+            | BatchError::BodyOverOuterLimit
             | BatchError::PartTooLarge { .. }
             | BatchError::CostExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BatchError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -254,7 +262,7 @@ impl BatchError {
             BatchError::Malformed { .. } => "MALFORMED_BATCH",
             BatchError::Empty => "EMPTY_BATCH",
             BatchError::TooManyItems { .. } => "TOO_MANY_ITEMS",
-            BatchError::BodyTooLarge { .. } => "BODY_TOO_LARGE",
+            BatchError::BodyTooLarge { .. } | BatchError::BodyOverOuterLimit => "BODY_TOO_LARGE",
             BatchError::PartTooLarge { .. } => "PART_TOO_LARGE",
             BatchError::ReadTimeout { .. } => "READ_TIMEOUT",
             BatchError::BodyRead { .. } => "BODY_READ_FAILED",
@@ -480,6 +488,7 @@ mod tests {
             BatchError::Empty,
             BatchError::TooManyItems { count: 2, limit: 1 },
             BatchError::BodyTooLarge { limit: 1 },
+            BatchError::BodyOverOuterLimit,
             BatchError::PartTooLarge { index: 0, limit: 1 },
             BatchError::ReadTimeout {
                 timeout: Duration::from_secs(1),
@@ -511,6 +520,7 @@ mod tests {
                 | BatchError::Empty
                 | BatchError::TooManyItems { .. }
                 | BatchError::BodyTooLarge { .. }
+                | BatchError::BodyOverOuterLimit
                 | BatchError::PartTooLarge { .. }
                 | BatchError::ReadTimeout { .. }
                 | BatchError::BodyRead { .. }

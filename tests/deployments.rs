@@ -202,6 +202,13 @@ async fn an_outer_body_limit_is_answered_413() {
     let status = res.status();
     let text = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(status, 413, "{}", String::from_utf8_lossy(&text));
+    // The limit that refused it is the outer one, whose size the layer does not know: the
+    // answer must not quote the layer's own (16 MiB), which the body was well under.
+    let error: Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(error["error"]["reason"], "BODY_TOO_LARGE", "{error}");
+    assert!(error["error"].get("limit").is_none(), "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("outside the batch endpoint"), "{message}");
 }
 
 /// A compressed batch body is refused with a 415 that says why and names the coding accepted

@@ -208,8 +208,10 @@ fn json_requests_are_counted_while_they_are_read() {
         // 16 MiB minus a little: millions of empty requests.
         let mut body = String::with_capacity(16 * 1024 * 1024);
         body.push_str("{\"requests\":[{}");
+        let mut requests = 1;
         while body.len() < 16 * 1024 * 1024 - 16 {
             body.push_str(",{}");
+            requests += 1;
         }
         body.push_str("]}");
         let body = Bytes::from(body);
@@ -219,6 +221,8 @@ fn json_requests_are_counted_while_they_are_read() {
         let peak = peak_growth(base);
         assert_eq!(raw.status, 413, "{}", raw.text());
         assert_eq!(raw.json()["error"]["reason"], "TOO_MANY_ITEMS");
+        // Past the limit they are counted, not kept: the answer says how many there were.
+        assert_eq!(raw.json()["error"]["count"], requests, "{}", raw.text());
         assert_eq!(probe.calls.load(Ordering::SeqCst), 0);
         // The body is read whole (and copied once); nothing grows with the number of requests.
         assert!(

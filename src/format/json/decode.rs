@@ -17,21 +17,22 @@ use crate::error::{BatchError, ItemError};
 use crate::item::Item;
 
 /// Reads the top level of a request batch, `{"requests": [...]}`, counting the requests as they
-/// are read: past `limit` it stops, so a body of millions of `{}` costs no more memory than a
-/// batch at the limit. `None`: there is no `requests` array.
+/// are read: past `limit` it only counts them, so a body of millions of `{}` costs no more
+/// memory than a batch at the limit. `None`: there is no `requests` array.
 pub(super) fn read_envelope(
     body: &[u8],
     limit: usize,
 ) -> Result<Option<Vec<WireRequest>>, BatchError> {
-    let over = Cell::new(false);
+    // How many requests there are, once there are more than `limit`; 0 until then.
+    let over = Cell::new(0);
     let mut de = serde_json::Deserializer::from_slice(body);
     let read = EnvelopeSeed { limit, over: &over }
         .deserialize(&mut de)
         .and_then(|requests| de.end().map(|()| requests));
     match read {
         Ok(requests) => Ok(requests),
-        Err(_) if over.get() => Err(BatchError::TooManyItems {
-            count: limit + 1,
+        Err(_) if over.get() > 0 => Err(BatchError::TooManyItems {
+            count: over.get(),
             limit,
         }),
         Err(err) => Err(envelope_error(&err, "requests")),
@@ -41,7 +42,7 @@ pub(super) fn read_envelope(
 /// The envelope object: `requests` is read with [`RequestsSeed`], any other field is skipped.
 struct EnvelopeSeed<'a> {
     limit: usize,
-    over: &'a Cell<bool>,
+    over: &'a Cell<usize>,
 }
 
 impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'_> {
@@ -81,7 +82,7 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_> {
 /// The `requests` array (or `null`), read one request at a time up to the limit.
 struct RequestsSeed<'a> {
     limit: usize,
-    over: &'a Cell<bool>,
+    over: &'a Cell<usize>,
 }
 
 impl<'de> DeserializeSeed<'de> for RequestsSeed<'_> {
@@ -115,7 +116,13 @@ impl<'de> Visitor<'de> for RequestsSeed<'_> {
         let mut requests = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.limit));
         while let Some(request) = seq.next_element::<WireRequest>()? {
             if requests.len() == self.limit {
-                self.over.set(true);
+                // The rest are counted, not kept, so the answer can say how many there were.
+                let mut count = self.limit + 1;
+                self.over.set(count);
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    count += 1;
+                    self.over.set(count);
+                }
                 return Err(de::Error::custom("too many requests"));
             }
             requests.push(request);

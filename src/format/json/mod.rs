@@ -302,11 +302,12 @@ mod tests {
     #[test]
     fn too_many_requests() {
         let err = decode_with(
-            r#"{"requests":[{"id":"a","method":"GET","url":"/"},{"id":"b","method":"GET","url":"/"}]}"#,
+            r#"{"requests":[{"id":"a","method":"GET","url":"/"},{"id":"b","method":"GET","url":"/"},{"id":"c"}]}"#,
             Limits::default().max_items(1),
         )
         .unwrap_err();
-        assert_eq!(err, BatchError::TooManyItems { count: 2, limit: 1 });
+        // The ones past the limit are counted, so the answer says how many there were.
+        assert_eq!(err, BatchError::TooManyItems { count: 3, limit: 1 });
     }
 
     #[test]
