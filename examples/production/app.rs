@@ -11,7 +11,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
 #[path = "../farm/app.rs"]
 mod farm;
@@ -83,7 +83,13 @@ pub fn app(token: &str, public_origin: Option<&str>) -> BatchRouter {
                 .allow_methods(Any)
                 .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]),
         )
-        .layer(TraceLayer::new_for_http())
+        // At INFO, so that the default filter logs each request and its status (tower-http's
+        // defaults are DEBUG): one line for a batch, one for each direct call.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
 }
 
 /// Serves the app on a free loopback port (for tests).
