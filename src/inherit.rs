@@ -191,6 +191,30 @@ fn host_port<'a>(authority: &'a str, scheme: Option<&str>) -> (&'a str, Option<u
     (host, port.or(default))
 }
 
+/// The refusal of an absolute target on another origin. Where only the port differs from the
+/// batch's own (a proxy that sets `Host` without the port, say), it says so.
+fn other_origin(uri: &http::Uri, outer: &Outer) -> ItemError {
+    let scheme = uri.scheme_str();
+    let (host, port) = host_port(uri.authority().map_or("", |a| a.as_str()), scheme);
+    let ours = outer
+        .host
+        .as_deref()
+        .map(|h| host_port(h, outer.scheme.as_deref().or(scheme)));
+    let port_name = |p: Option<u16>| p.map_or_else(|| "none".to_owned(), |p| p.to_string());
+    let detail = match ours {
+        Some((h, p)) if h.eq_ignore_ascii_case(host) && p != port => format!(
+            " (port {}, while this batch came to port {}; a missing port is the scheme's \
+             default)",
+            port_name(port),
+            port_name(p)
+        ),
+        _ => String::new(),
+    };
+    ItemError::bad_request(format!(
+        "item target `{uri}` names another host{detail}; batch items must stay on this origin"
+    ))
+}
+
 /// Whether an absolute item target (`scheme://authority/...`) names this origin: the batch's
 /// own `Host`, a configured public origin, or the host a trusted proxy forwarded. A missing port
 /// means the scheme's default port; the batch's own `Host` without a port takes the default of
@@ -351,10 +375,7 @@ fn check_and_inherit(
     // origin the layer was given, or the host a trusted proxy forwarded.
     if let Some(authority) = req.uri().authority() {
         if !on_this_origin(req.uri().scheme_str(), authority.as_str(), outer, config) {
-            return Err(ItemError::bad_request(format!(
-                "item target `{}` names another host; batch items must stay on this origin",
-                req.uri()
-            )));
+            return Err(other_origin(req.uri(), outer));
         }
         let pq = req
             .uri()

@@ -132,6 +132,12 @@ async fn absolute_targets_must_name_this_origin() {
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     assert_eq!(statuses, vec![200, 400, 200, 200, 400, 400, 400, 400]);
     assert!(String::from_utf8_lossy(&answers[6].body).contains("another host"));
+    // Where only the port differs, the refusal says so.
+    let default_port = String::from_utf8_lossy(&answers[1].body).into_owned();
+    assert!(
+        default_port.contains(&format!("port 80, while this batch came to port {port}")),
+        "{default_port}"
+    );
 
     // Trusted, the proxy's forwarded host is this origin too; a value the client put ahead of
     // the proxy's own is not believed.
