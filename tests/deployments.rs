@@ -336,3 +336,34 @@ fn timeouts_have_finite_defaults() {
     let shown = format!("{:?}", BatchLayer::new());
     assert!(shown.contains("batch_timeout: Some(60s)"), "{shown}");
 }
+
+/// A part whose own headers cannot be read (here: longer than the limit) is answered under its
+/// `Content-ID` all the same: Google's Python client matches answers by it, and fails the whole
+/// batch on an answer without one.
+#[tokio::test]
+async fn an_unreadable_part_keeps_its_content_id() {
+    let addr = serve(
+        BatchLayer::new()
+            .max_header_bytes(4096)
+            .wrap_router(echo_api()),
+    )
+    .await;
+    let long = "x".repeat(8192);
+    let body = format!(
+        "--b\r\nContent-Type: application/http\r\nContent-ID: <7>\r\nX-Long: {long}\r\n\r\n\
+         GET /echo HTTP/1.1\r\n\r\n\r\n\
+         --b\r\nContent-Type: application/http\r\nContent-ID: <8>\r\n\r\nGET /echo HTTP/1.1\r\n\r\n\r\n\
+         --b--\r\n"
+    );
+    let raw = support::post(addr, "/batch", "multipart/mixed; boundary=b", body, &[]).await;
+    let answers = parts(&raw).await;
+    assert_eq!(
+        answers[0].status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&answers[0].body)
+    );
+    assert_eq!(answers[0].content_id.as_deref(), Some("<response-7>"));
+    assert_eq!(answers[1].status, 200);
+    assert_eq!(answers[1].content_id.as_deref(), Some("<response-8>"));
+}

@@ -89,7 +89,7 @@ impl Format for Multipart {
             let (head, content) = match part::parse_part(raw, cx.limits) {
                 Ok(parsed) => parsed,
                 Err(err) => {
-                    items.push(Item::invalid(err));
+                    items.push(invalid_part(raw, err, cx.limits));
                     continue;
                 }
             };
@@ -118,7 +118,7 @@ impl Format for Multipart {
                     for r in sub {
                         let raw = &body[start + r.start..start + r.end];
                         let mut item = match part::parse_part(raw, cx.limits) {
-                            Err(err) => Item::invalid(err),
+                            Err(err) => invalid_part(raw, err, cx.limits),
                             Ok((head, _)) if change_set(&head, &(0..0)).is_some() => {
                                 Item::invalid(ItemError::bad_request(
                                     "a change set may not hold another change set",
@@ -178,23 +178,7 @@ fn decode_part(
         Err(err) => Err(err),
         Ok(()) => http1::parse_request_in(body, &raw[content], limits),
     };
-    let (id, echo) = match head.content_id {
-        Some(cid) => {
-            // Empty ids count as no id, as in `Item::with_id`.
-            let key = strip_angles(&cid);
-            // One allocation for the id, straight from the part's bytes.
-            let id = (!key.is_empty()).then(|| Arc::from(key));
-            // The usual `<id>` needs no copy of its own: the encoder writes `<response-id>`
-            // from the id (see `MultipartEncoder::item`). Anything else is echoed as it came.
-            let plain = cid.len() == key.len() + 2
-                && cid.starts_with('<')
-                && cid.ends_with('>')
-                && !key.is_empty()
-                && !key.bytes().any(|c| c.is_ascii_control());
-            (id, (!plain).then(|| cid.into_owned()))
-        }
-        None => (None, None),
-    };
+    let (id, echo) = ids_of(head.content_id);
     let depends_on = match head.depends_on {
         Some(deps) => deps
             .split(',')
@@ -210,6 +194,40 @@ fn decode_part(
         echo,
         depends_on,
         group: None,
+    }
+}
+
+/// A part whose headers could not be read: answered with `err`, under its `Content-ID` where
+/// one can still be found, so that the client can match the answer to its call.
+fn invalid_part(raw: &[u8], err: ItemError, limits: &crate::limits::Limits) -> Item {
+    let (id, echo) = ids_of(part::salvage_content_id(raw, limits));
+    Item {
+        request: Err(err),
+        id,
+        echo,
+        depends_on: Vec::new(),
+        group: None,
+    }
+}
+
+/// The item's id and the `Content-ID` text to echo, from the part's `Content-ID`.
+fn ids_of(content_id: Option<std::borrow::Cow<'_, str>>) -> (Option<Arc<str>>, Option<String>) {
+    match content_id {
+        Some(cid) => {
+            // Empty ids count as no id, as in `Item::with_id`.
+            let key = strip_angles(&cid);
+            // One allocation for the id, straight from the part's bytes.
+            let id = (!key.is_empty()).then(|| Arc::from(key));
+            // The usual `<id>` needs no copy of its own: the encoder writes `<response-id>`
+            // from the id (see `MultipartEncoder::item`). Anything else is echoed as it came.
+            let plain = cid.len() == key.len() + 2
+                && cid.starts_with('<')
+                && cid.ends_with('>')
+                && !key.is_empty()
+                && !key.bytes().any(|c| c.is_ascii_control());
+            (id, (!plain).then(|| cid.into_owned()))
+        }
+        None => (None, None),
     }
 }
 

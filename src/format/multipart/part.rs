@@ -162,6 +162,26 @@ pub(crate) fn parse_part<'a>(
     }
 }
 
+/// The `Content-ID` of a part whose headers could not be read (too long, too many, malformed),
+/// looked for in the lines within the header limit, so that the error answer still carries the
+/// id its client matches answers by. Only on that error path; bounded by the limit.
+pub(crate) fn salvage_content_id<'a>(raw: &'a [u8], limits: &Limits) -> Option<Cow<'a, str>> {
+    let window = &raw[..raw.len().min(limits.max_header_bytes)];
+    for line in window.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None;
+        }
+        if let Some(colon) = memchr::memchr(b':', line) {
+            if field_of(&line[..colon]) == Field::ContentId {
+                let value = trim(&line[colon + 1..]);
+                return (!value.is_empty()).then(|| String::from_utf8_lossy(value));
+            }
+        }
+    }
+    None
+}
+
 fn too_many_headers(limits: &Limits) -> ItemError {
     ItemError::bad_request(format!("part has more than {} headers", limits.max_headers))
 }
