@@ -136,7 +136,9 @@ impl Limits {
     /// seconds.
     ///
     /// A client that stops reading holds the batch's items and its answers; past this time the
-    /// batch ends, its unfinished items are dropped, and the answer stops.
+    /// batch ends, its unfinished items are dropped, and the answer is cut off with an error
+    /// ([`AnswerCutOff`](crate::AnswerCutOff)), so that the server resets the connection rather
+    /// than end it like a whole answer.
     pub fn stall_timeout(mut self, d: Duration) -> Self {
         self.stall_timeout = d;
         self
