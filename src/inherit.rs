@@ -89,12 +89,19 @@ impl Outer {
             }
             headers.append(name.clone(), value.clone());
         }
+        // An absolute-form request line's authority wins over `Host` (RFC 9112, 3.2.2); over
+        // HTTP/2 it is the `:authority`.
         let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()));
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            });
         let request_id = config
             .request_id_header
             .as_ref()

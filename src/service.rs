@@ -123,6 +123,16 @@ where
                 method: req.method().to_string(),
             });
         }
+        let hosts = req.headers().get_all(header::HOST).iter().count();
+        if hosts > 1 {
+            // Which one the origin checks should believe is not for the layer to guess.
+            return reject(BatchError::Malformed {
+                reason: format!(
+                    "the batch request has {hosts} Host headers; a request may have only one \
+                     (RFC 9112)"
+                ),
+            });
+        }
         if let Some(encoding) = content_coding(req.headers()) {
             return reject(BatchError::UnsupportedEncoding { encoding });
         }

@@ -367,3 +367,72 @@ async fn an_unreadable_part_keeps_its_content_id() {
     assert_eq!(answers[1].status, 200);
     assert_eq!(answers[1].content_id.as_deref(), Some("<response-8>"));
 }
+
+/// Sends `request` as raw bytes and reads the whole answer (the request says
+/// `Connection: close`).
+async fn raw_exchange(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut out),
+    )
+    .await
+    .expect("answered in time")
+    .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Two `Host` headers on the batch: which one the origin checks should believe is ambiguous,
+/// so the batch is refused in words (RFC 9112 allows one).
+#[tokio::test]
+async fn a_batch_with_two_hosts_is_refused() {
+    let addr = serve(BatchLayer::new().wrap_router(echo_api())).await;
+    let body = batch("b", &[("<1>", "GET /echo HTTP/1.1\r\n\r\n")]);
+    let answer = raw_exchange(
+        addr,
+        &format!(
+            "POST /batch HTTP/1.1\r\nHost: {addr}\r\nHost: evil.example\r\nConnection: close\r\n\
+             Content-Type: multipart/mixed; boundary=b\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("MALFORMED_BATCH") && answer.contains("2 Host headers"),
+        "{answer}"
+    );
+}
+
+/// An absolute-form request line names the batch's origin, whatever `Host` says (RFC 9112,
+/// 3.2.2): items run under that authority, and absolute item targets are checked against it.
+#[tokio::test]
+async fn an_absolute_form_batch_line_names_the_origin() {
+    let addr = serve(BatchLayer::new().wrap_router(echo_api())).await;
+    let body = batch(
+        "b",
+        &[
+            ("<1>", &format!("GET http://{addr}/echo HTTP/1.1\r\n\r\n")),
+            ("<2>", "GET http://other.example/echo HTTP/1.1\r\n\r\n"),
+        ],
+    );
+    let answer = raw_exchange(
+        addr,
+        &format!(
+            "POST http://{addr}/batch HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\
+             Content-Type: multipart/mixed; boundary=b\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(&format!("\"host\":\"{addr}\"")), "{answer}");
+    assert!(answer.contains("HTTP/1.1 400 Bad Request"), "{answer}");
+    assert!(
+        answer.contains("`http://other.example/echo` names another host"),
+        "{answer}"
+    );
+}
