@@ -52,8 +52,10 @@ pub(crate) fn parse_request_in(
         Some(b"HTTP/1.0") => Version::HTTP_10,
         Some(other) => {
             return Err(ItemError::bad_request(format!(
-                "unsupported version `{}` in nested request line",
-                lossy(other)
+                "unsupported version `{}` in nested request line `{}`; a part holds an HTTP \
+                 request such as `GET /path HTTP/1.1`",
+                lossy(other),
+                lossy(line)
             )))
         }
     };
@@ -386,6 +388,21 @@ mod tests {
 
     fn req(s: &str) -> Result<Request<Bytes>, ItemError> {
         parse_request(&Bytes::copy_from_slice(s.as_bytes()), &Limits::default())
+    }
+
+    #[test]
+    fn junk_says_what_a_part_should_hold() {
+        let err = req("this is not http").unwrap_err();
+        assert!(
+            err.message().contains("`this is not http`"),
+            "{}",
+            err.message()
+        );
+        assert!(
+            err.message().contains("GET /path HTTP/1.1"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]
