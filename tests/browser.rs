@@ -14,6 +14,7 @@
 #[path = "../examples/farm/app.rs"]
 mod farm;
 mod support;
+use support::serve;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -101,14 +102,6 @@ struct Seen {
 }
 
 type Log = Arc<Mutex<Vec<Seen>>>;
-
-async fn serve(app: impl Into<axum::Router>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app: axum::Router = app.into();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
 
 /// The farm app with a counter outside everything, CORS included.
 async fn spawn_counted() -> (SocketAddr, Log) {

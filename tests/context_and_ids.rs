@@ -2,6 +2,9 @@
 //! tower-http's request-id layers), all over real sockets. The `batch_item` tracing span has its
 //! own test binary, `tests/tracing_spans.rs`.
 
+mod support;
+use support::serve;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -96,14 +99,6 @@ fn api() -> Router {
         .route("/note/{text}", put(put_note))
         .route("/count", get(count))
         .route("/own-id", get(own_id))
-}
-
-async fn serve(app: impl Into<Router>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app: Router = app.into();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 /// Request ids `req-1`, `req-2`, ... from one counter shared by every clone.

@@ -3,6 +3,7 @@
 //! handlers that read their `BatchContext` through axum's extractor.
 
 mod support;
+use support::serve;
 
 use std::net::SocketAddr;
 
@@ -51,14 +52,6 @@ fn echo_api() -> Router {
             "/upload",
             post(|body: Bytes| async move { body.len().to_string() }),
         )
-}
-
-async fn serve(app: impl Into<Router>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app: Router = app.into();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 fn get_item(id: &str, target: &str, headers: &str) -> (String, String) {

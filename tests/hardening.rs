@@ -9,6 +9,9 @@
 //! a raw `TcpStream` where the bytes on the wire matter (trickling, disconnecting, oversize
 //! bodies). Tests that are about one service stack drive `Batch<S>` in-process with `oneshot`.
 
+mod support;
+use support::serve;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,7 +31,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
 // ---------------------------------------------------------------------------------------------
@@ -148,14 +151,6 @@ fn app(probe: Probe) -> Router {
         .route("/api/batch", any(named))
         .route("/batch/", any(named))
         .with_state(probe)
-}
-
-async fn serve(router: impl Into<Router>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let router: Router = router.into();
-    tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
-    addr
 }
 
 /// The app wrapped by `layer`, served on a fresh port.

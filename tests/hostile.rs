@@ -22,10 +22,10 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use http_batch::{AuthPolicy, BatchLayer, Execution};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
 use tower::Layer;
 
 mod support;
+use support::serve;
 
 #[global_allocator]
 static ALLOC: support::counting::Counting = support::counting::Counting;
@@ -117,14 +117,6 @@ fn app(probe: Probe) -> Router {
         .route("/users/{name}", get(named))
         .route("/v1/expensive", get(ok))
         .with_state(probe)
-}
-
-async fn serve(router: impl Into<Router>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let router: Router = router.into();
-    tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
-    addr
 }
 
 async fn start(layer: BatchLayer) -> (SocketAddr, Probe) {

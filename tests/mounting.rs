@@ -2,6 +2,7 @@
 //! `route_service` on an axum Router; and a plain hyper-util server with no axum at all.
 
 mod support;
+use support::serve;
 
 use std::convert::Infallible;
 
@@ -19,14 +20,6 @@ use tower::Layer;
 fn api() -> Router {
     Router::new()
         .route("/hello/{name}", get(|axum::extract::Path(n): axum::extract::Path<String>| async move { format!("hello {n}") }))
-}
-
-async fn serve(app: impl Into<Router>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app: Router = app.into();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 fn two_items() -> String {

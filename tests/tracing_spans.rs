@@ -7,6 +7,7 @@
 //! else can race it.
 
 mod support;
+use support::serve;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
@@ -91,14 +92,6 @@ mod spans {
             values.record(&mut Visitor(&mut self.spans.lock().unwrap()[*i]));
         }
     }
-}
-
-async fn serve(app: impl Into<Router>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app: Router = app.into();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 fn api() -> Router {

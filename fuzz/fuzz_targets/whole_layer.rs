@@ -12,9 +12,6 @@
 //! multiple of the largest body the limits below let in.
 #![no_main]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use axum::body::Body;
 use axum::routing::any;
 use axum::Router;
@@ -26,36 +23,15 @@ use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-const HEAP_LIMIT: isize = 64 << 20;
-
-fn note(delta: isize) {
-    let _ = LIVE.try_with(|live| live.set(live.get() + delta));
-}
-
-// SAFETY: every call is passed to `System` unchanged; the counter is a thread-local cell.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size() as isize);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note(-(layout.size() as isize));
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size as isize - layout.size() as isize);
-        System.realloc(ptr, layout, new_size)
-    }
-}
+// The tests' counter; this target reads only what is live, not the peak.
+#[allow(dead_code)]
+#[path = "../../tests/support/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: counting::Counting = counting::Counting;
+
+const HEAP_LIMIT: isize = 64 << 20;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
@@ -129,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
         )
         .execution(execution)
         .wrap_router(app());
-    let base = LIVE.with(Cell::get);
+    let base = counting::live();
     let (status, ct, out) = runtime().block_on(async move {
         let res = svc.oneshot(req).await.expect("infallible");
         let status = res.status();
@@ -137,7 +113,7 @@ fuzz_target!(|data: &[u8]| {
         let out = res.into_body().collect().await.expect("body").to_bytes();
         (status, ct, out)
     });
-    let grown = LIVE.with(Cell::get) - base;
+    let grown = counting::live() - base;
     assert!(grown < HEAP_LIMIT, "live heap grew by {grown} bytes");
     if status != StatusCode::OK {
         assert!(

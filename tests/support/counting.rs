@@ -1,5 +1,6 @@
-//! A per-thread allocation counter, for tests that measure the heap a batch takes. A test binary
-//! installs it with `#[global_allocator] static ALLOC: Counting = Counting;`.
+//! A per-thread allocation counter, for tests (and the whole-layer fuzz target) that measure the
+//! heap a batch takes. A binary installs it with
+//! `#[global_allocator] static ALLOC: Counting = Counting;`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -38,6 +39,11 @@ unsafe impl GlobalAlloc for Counting {
         note(new_size as isize - layout.size() as isize);
         System.realloc(ptr, layout, new_size)
     }
+}
+
+/// The bytes live on this thread now (counted since it started).
+pub fn live() -> isize {
+    LIVE.with(Cell::get)
 }
 
 /// Starts counting this thread's peak from what is live now; `peak_growth` reads it.

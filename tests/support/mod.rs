@@ -31,6 +31,17 @@ impl Raw {
     }
 }
 
+/// Serves `app` with `axum::serve` on a fresh loopback port, in a task; its address.
+pub async fn serve(app: impl Into<axum::Router>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app: axum::Router = app.into();
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    addr
+}
+
 /// Sends one request over a real socket.
 pub async fn send(req: Request<Full<Bytes>>) -> Raw {
     let client = Client::builder(TokioExecutor::new()).build_http();
