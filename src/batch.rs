@@ -60,21 +60,13 @@ where
             // The limit may be this layer's (the error itself) or an outer
             // `RequestBodyLimitLayer`'s, whose error reaches here wrapped (axum's `Body` wraps
             // every body error): look down the chain. Only this layer's limit is known here.
-            if err.is::<http_body_util::LengthLimitError>() {
-                return Err(BatchError::BodyTooLarge {
+            let limit =
+                |e: &(dyn std::error::Error + 'static)| e.is::<http_body_util::LengthLimitError>();
+            if limit(&*err) {
+                Err(BatchError::BodyTooLarge {
                     limit: limits.max_body_bytes,
-                });
-            }
-            let mut source = err.source();
-            let mut too_large = false;
-            while let Some(e) = source {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    too_large = true;
-                    break;
-                }
-                source = e.source();
-            }
-            if too_large {
+                })
+            } else if std::iter::successors(err.source(), |e| e.source()).any(limit) {
                 Err(BatchError::BodyOverOuterLimit)
             } else {
                 Err(BatchError::BodyRead {

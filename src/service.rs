@@ -178,27 +178,20 @@ where
 /// body as sent, so a compressed body would otherwise be refused for its framing, in words that
 /// do not say why.
 fn content_coding(headers: &http::HeaderMap) -> Option<String> {
-    let mut codings = headers.get_all(header::CONTENT_ENCODING).iter().peekable();
-    codings.peek()?;
-    let all: Vec<String> = codings
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect();
-    let identity = all
+    let values = headers.get_all(header::CONTENT_ENCODING);
+    let coded = values
         .iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .all(|c| c.is_empty() || c.eq_ignore_ascii_case("identity"));
-    if identity {
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|c| c.trim_ascii())
+        .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"));
+    if !coded {
         return None;
     }
     // Named in the answer's message, so kept short whatever the client sent.
-    let mut named = all.join(", ");
-    if named.len() > 64 {
-        let mut end = 64;
-        while !named.is_char_boundary(end) {
-            end -= 1;
-        }
-        named.truncate(end);
+    let named: Vec<_> = values.iter().map(|v| v.as_bytes()).collect();
+    let named = named.join(&b", "[..]);
+    let mut named = String::from_utf8_lossy(&named[..named.len().min(64)]).into_owned();
+    if named.len() >= 64 {
         named.push('…');
     }
     Some(named)
