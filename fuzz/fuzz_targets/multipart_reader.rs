@@ -91,7 +91,11 @@ fn serve(content_type: HeaderValue, body: Bytes, parts: Option<usize>) {
         return;
     }
     let ct = ct.expect("a 200 batch answer has a content type");
-    let mime: mime::Mime = ct.to_str().unwrap().parse().expect("answer content type parses");
+    let mime: mime::Mime = ct
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("answer content type parses");
     let boundary = boundary_of(&mime).expect("answer boundary");
     let answered = split_parts(&out, boundary.as_bytes(), &Limits::default())
         .expect("the answer is well-formed multipart");

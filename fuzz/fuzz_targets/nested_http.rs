@@ -46,7 +46,12 @@ fn round_trip(write: impl FnOnce(&mut BytesMut)) -> Bytes {
     let out = out.freeze();
     let roomy = Limits::default();
     let parts = split_parts(&out, BOUNDARY.as_bytes(), &roomy).expect("written batch splits");
-    assert_eq!(parts.len(), 1, "one part written, {} read: {out:?}", parts.len());
+    assert_eq!(
+        parts.len(),
+        1,
+        "one part written, {} read: {out:?}",
+        parts.len()
+    );
     let part = &parts[0];
     let at = memchr::memmem::find(part, b"\r\n\r\n").expect("part headers end") + 4;
     part.slice(at..)

@@ -129,7 +129,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(v["responses"].is_array(), "{v}");
         return;
     }
-    let mime: mime::Mime = ct.to_str().unwrap().parse().expect("answer content type parses");
+    let mime: mime::Mime = ct
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("answer content type parses");
     let boundary = boundary_of(&mime).expect("answer boundary");
     let answered = split_parts(&out, boundary.as_bytes(), &Limits::default())
         .expect("the answer is well-formed multipart");
