@@ -10,20 +10,20 @@ use http_body_util::BodyExt;
 use tower_service::Service;
 
 use crate::body::{BatchBody, ResponseBody};
+use crate::change_set::{self, Rule};
 use crate::check::check_limits;
 use crate::config::Config;
 use crate::context::{BatchContext, BatchStore};
 use crate::error::{not_run, BatchError, BoxError};
 use crate::format::dialect::ChangeSets;
 use crate::format::{self, DecodeContext, Format};
-use crate::graph::check_items;
-use crate::group;
+use crate::graph::{self, Ids};
 use crate::inherit::{self, Outer};
 use crate::item::{Item, ItemMeta};
 use crate::path;
 use crate::schedule::budget::Budget;
 use crate::schedule::launcher::Launcher;
-use crate::schedule::{Scheduler, Slot};
+use crate::schedule::{Order, References, Scheduler, Sets, Slot};
 
 fn error_body<B>(err: BatchError) -> Response<ResponseBody<B>> {
     tracing::debug!(error = %err, "batch rejected");
@@ -142,16 +142,34 @@ where
             limit: config.limits.max_items,
         });
     }
+    let plan = match change_set::plan(&items, || match route.dialect.change_set_rule() {
+        ChangeSets::Refused => Rule::Refused(route.dialect.name()),
+        ChangeSets::NonAtomic => Rule::NonAtomic,
+        _ => Rule::Atomic(route.transactions.clone()),
+    }) {
+        Ok(plan) => plan,
+        Err(err) => return error_body(err),
+    };
+    let sets: &[std::ops::Range<usize>] = plan.as_ref().map_or(&[], |p| &p.sets);
     // One pass: every per-item limit, then the path the inner service will see, which weights
-    // and policies look at.
+    // and policies look at. A path that starts with a `$` reference is resolved when its item
+    // starts, once the item it names has answered.
     let root = route
         .service_root
         .as_deref()
         .or(config.service_root.as_deref());
-    for item in &mut items {
+    let mut candidates: Vec<usize> = Vec::new();
+    for (i, item) in items.iter_mut().enumerate() {
         let Ok(request) = &mut item.request else {
             continue;
         };
+        if change_set::reference(request.uri().path(), root).is_some() {
+            match check_limits(request, &config.limits) {
+                Ok(()) => candidates.push(i),
+                Err(err) => item.request = Err(err),
+            }
+            continue;
+        }
         let checked =
             check_limits(request, &config.limits).and_then(|()| path::resolve(request.uri(), root));
         match checked {
@@ -160,29 +178,30 @@ where
             Err(err) => item.request = Err(err),
         }
     }
-    let mut graph = match check_items(&items) {
+    let ids = match Ids::new(&items, sets, !candidates.is_empty()) {
+        Ok(ids) => ids,
+        Err(err) => return error_body(err),
+    };
+    let found = references(&items, &ids, candidates, root);
+    let go_on = change_set::continue_on_error(&parts.headers);
+    let chain = dialect.stops_on_error() && !go_on && items.len() > 1;
+    let graph = match graph::build(&items, &ids, sets, &found.edges, chain) {
         Ok(g) => g,
         Err(err) => return error_body(err),
     };
-    if group::has_groups(&items) {
-        let rule = match route.dialect.change_set_rule() {
-            ChangeSets::Refused => group::Rule::Refused(route.dialect.name()),
-            ChangeSets::NonAtomic => group::Rule::NonAtomic,
-            _ => group::Rule::Atomic(route.transactions.clone()),
-        };
-        items = match group::fold(items, rule, || route.dialect.change_set_boundary()) {
-            Ok(items) => items,
-            Err(err) => return error_body(err),
-        };
-        graph = match check_items(&items) {
-            Ok(g) => g,
-            Err(err) => return error_body(err),
-        };
+    drop(ids);
+    // Paths that are not references after all (no earlier item has that id) are resolved now.
+    for i in found.plain {
+        if let Ok(request) = &mut items[i].request {
+            match path::resolve(request.uri(), root) {
+                Ok(Some(uri)) => *request.uri_mut() = uri,
+                Ok(None) => {}
+                Err(err) => items[i].request = Err(err),
+            }
+        }
     }
-    let go_on = group::continue_on_error(&parts.headers);
-    if dialect.stops_on_error() && !go_on && items.len() > 1 {
-        graph = Some(group::chain(graph, items.len()));
-    }
+    let references = found.refs.filter(|r| !r.is_empty()).map(Box::new);
+    let sets = plan.map(|p| Box::new(Sets::new(p, || route.dialect.change_set_boundary())));
     let mut outer = Outer::new(&parts, &config);
     outer.service_root = route.service_root.clone();
     let mut budget = None;
@@ -190,7 +209,7 @@ where
         let cost: u64 = items
             .iter()
             .filter_map(|i| i.request().ok())
-            .map(|r| group::weight(r, &**weigh))
+            .map(|r| weigh(r))
             .fold(0u64, u64::saturating_add);
         match &outer.budget {
             // A nested batch spends from what the enclosing batch has left.
@@ -296,7 +315,11 @@ where
     let scheduler = Scheduler::new(
         launcher,
         entries,
-        graph,
+        Order {
+            graph,
+            sets,
+            refs: references,
+        },
         config.concurrency,
         config.execution,
         config.batch_timeout,
@@ -327,4 +350,47 @@ where
         );
     }
     res
+}
+
+/// What [`references`] found.
+struct Found {
+    /// The dependency each reference adds: (referring item, named item).
+    edges: Vec<(usize, usize)>,
+    /// The references, with what they name.
+    refs: Option<References>,
+    /// Candidates that name no earlier item: their paths are ordinary after all.
+    plain: Vec<usize>,
+}
+
+/// The `$` references among the `candidates` (items whose path starts with `$<id>`): those
+/// whose id names an earlier item.
+fn references(items: &[Item], ids: &Ids<'_>, candidates: Vec<usize>, root: Option<&str>) -> Found {
+    let mut found = Found {
+        edges: Vec::new(),
+        refs: None,
+        plain: Vec::new(),
+    };
+    if candidates.is_empty() {
+        return found;
+    }
+    let mut refs = References::new(root.map(str::to_owned));
+    for i in candidates {
+        let Ok(request) = &items[i].request else {
+            continue;
+        };
+        let named = change_set::reference(request.uri().path(), root)
+            .and_then(|(id, tail)| ids.get(id).filter(|&j| j < i).map(|j| (j, tail)));
+        let Some((j, tail)) = named else {
+            found.plain.push(i);
+            continue;
+        };
+        let url = items[j]
+            .request
+            .as_ref()
+            .map_or_else(|_| String::new(), |r| r.uri().to_string());
+        refs.add(i, j, tail.to_owned(), url);
+        found.edges.push((i, j));
+    }
+    found.refs = Some(refs);
+    found
 }

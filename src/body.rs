@@ -12,8 +12,8 @@ use pin_project_lite::pin_project;
 
 use crate::error::{error_response, not_run, BoxError, NotRun};
 use crate::format::Encoder;
-use crate::item::{answer_len, ItemMeta};
-use crate::schedule::Scheduler;
+use crate::item::{ChangeSetAnswer, ItemMeta};
+use crate::schedule::{Answer, Scheduler};
 use crate::stall::Watched;
 
 /// Answers are gathered into frames of about this size, so small items do not each cost a write.
@@ -210,8 +210,8 @@ impl BatchBody {
         }
         loop {
             match scheduler.poll_next(cx) {
-                Poll::Ready(Some((index, mut response))) => {
-                    let estimate = answer_len(&response) + 256;
+                Poll::Ready(Some(Answer::Item(index, mut response))) => {
+                    let estimate = response.body().len() + 256;
                     if self.written + self.buf.len() + estimate > self.max_response_bytes {
                         let ran = response.extensions().get::<NotRun>().is_none();
                         response = over_budget(self.max_response_bytes, ran);
@@ -220,6 +220,27 @@ impl BatchBody {
                     self.encoder
                         .item(&self.metas[index], &response, &mut self.buf);
                     tracing::trace!(index, bytes = self.buf.len() - before, "item encoded");
+                    scheduler.budget().written(self.written + self.buf.len());
+                    if self.buf.len() >= FRAME_BYTES {
+                        return Poll::Ready(Some(Ok(take(&mut self.buf, &mut self.written))));
+                    }
+                }
+                Poll::Ready(Some(Answer::ChangeSet(outcome, answers))) => {
+                    // Its answers were made to fit before it committed: once committed, they are
+                    // sent whatever the estimate says now.
+                    let start = outcome.members.start;
+                    let answer = ChangeSetAnswer {
+                        committed: outcome.committed,
+                        atomic: outcome.atomic,
+                        boundary: outcome.boundary,
+                        members: self.metas[outcome.members]
+                            .iter()
+                            .cloned()
+                            .zip(answers)
+                            .collect(),
+                        failed: outcome.failed.map(|f| f - start),
+                    };
+                    self.encoder.change_set(&answer, &mut self.buf);
                     scheduler.budget().written(self.written + self.buf.len());
                     if self.buf.len() >= FRAME_BYTES {
                         return Poll::Ready(Some(Ok(take(&mut self.buf, &mut self.written))));

@@ -19,42 +19,141 @@ pub(crate) struct Graph {
 pub(crate) const DEPENDENCY_FAILED: &str =
     "an item this one depends on did not succeed, so it was not run";
 
-/// Checks ids and dependencies; returns the dependency graph when any item has dependencies.
-pub(crate) fn check_items(items: &[Item]) -> Result<Option<Graph>, BatchError> {
-    if let Some(i) = first_duplicate(items) {
-        let id = items[i].id().unwrap_or("");
-        return Err(BatchError::DuplicateId { id: id.to_owned() });
+/// The change sets of a batch: each one's members, a run of adjacent items, in batch order.
+pub(crate) type Sets = [std::ops::Range<usize>];
+
+/// The change set item `i` belongs to, if any.
+pub(crate) fn set_of(sets: &Sets, i: usize) -> Option<usize> {
+    let k = sets.partition_point(|s| s.end <= i);
+    sets.get(k).filter(|s| s.contains(&i)).map(|_| k)
+}
+
+/// What names an item, or a change set as a whole, for dependencies and `$` references.
+pub(crate) struct Ids<'a> {
+    /// Each id, with the item it names (for a change set: its first member).
+    index: HashMap<&'a str, usize>,
+}
+
+impl<'a> Ids<'a> {
+    /// The ids of the batch; a repeated id (of an item or of a change set) is refused. The map
+    /// from ids to items is built only when something may look an id up: a dependency, a
+    /// change set, or a `$` reference (`references`).
+    pub(crate) fn new(
+        items: &'a [Item],
+        sets: &Sets,
+        references: bool,
+    ) -> Result<Self, BatchError> {
+        if let Some(i) = first_duplicate(items) {
+            let id = items[i].id().unwrap_or("");
+            return Err(BatchError::DuplicateId { id: id.to_owned() });
+        }
+        let named_sets = sets
+            .iter()
+            .filter(|s| items[s.start].change_set_id().is_some());
+        let wanted =
+            references || !sets.is_empty() || items.iter().any(|i| !i.depends_on().is_empty());
+        let mut index = HashMap::new();
+        if !wanted {
+            return Ok(Ids { index });
+        }
+        index.reserve(items.len());
+        for (i, item) in items.iter().enumerate() {
+            if let Some(id) = item.id() {
+                index.insert(id, i);
+            }
+        }
+        for set in named_sets {
+            let id = items[set.start].change_set_id().unwrap_or("");
+            if index.insert(id, set.start).is_some() {
+                return Err(BatchError::DuplicateId { id: id.to_owned() });
+            }
+        }
+        Ok(Ids { index })
     }
-    if items.iter().all(|i| i.depends_on().is_empty()) {
+
+    /// The item that `id` names (for a change set, its first member).
+    pub(crate) fn get(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+}
+
+/// Builds the dependency graph: each item's `depends_on`, the `$` references (`refs`: the
+/// referring item and the item it names), and, with `chain`, each item after the one before
+/// it (a batch that stops at its first failure). Returns `None` when nothing waits for
+/// anything.
+///
+/// Within a change set, members run one after another, so a member's dependency on an earlier
+/// member is already met, and one on a later member can never be; a dependency on any member
+/// from outside is on the change set's outcome (its members are answered together, when it has
+/// committed or rolled back). Cycles are looked for with each change set as one node.
+pub(crate) fn build(
+    items: &[Item],
+    ids: &Ids<'_>,
+    sets: &Sets,
+    refs: &[(usize, usize)],
+    chain: bool,
+) -> Result<Option<Graph>, BatchError> {
+    let n = items.len();
+    let plain = items.iter().all(|i| i.depends_on().is_empty());
+    if plain && refs.is_empty() && !chain {
         return Ok(None);
     }
-    // The ids are unique now, so each names one item.
-    let index: HashMap<&str, usize> = items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| item.id().map(|id| (id, i)))
-        .collect();
-    let n = items.len();
     let mut dependents = vec![Vec::new(); n];
     let mut remaining = vec![0usize; n];
-    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); n];
+    // The graph the cycle search walks: node `n + k` stands for change set `k`.
+    let node = |i: usize| set_of(sets, i).map_or(i, |k| n + k);
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); n + sets.len()];
+    let mut edge = |j: usize,
+                    i: usize,
+                    dependents: &mut Vec<Vec<usize>>|
+     -> Result<(), BatchError> {
+        let (from, to) = (node(j), node(i));
+        if from == to {
+            if from >= n && j >= i {
+                return Err(BatchError::Malformed {
+                    reason: format!(
+                        "request {} (counting from 0) depends on request {j} of its own change                          set, which runs after it; a request of a change set may depend only on                          the requests before it",
+                        i
+                    ),
+                });
+            }
+            return Ok(());
+        }
+        if !dependents[j].contains(&i) {
+            dependents[j].push(i);
+            remaining[i] += 1;
+        }
+        if !deps[to].contains(&from) {
+            deps[to].push(from);
+        }
+        Ok(())
+    };
     for (i, item) in items.iter().enumerate() {
         for dep in item.depends_on() {
-            let Some(&j) = index.get(dep.as_str()) else {
+            let Some(j) = ids.get(dep) else {
                 return Err(BatchError::UnknownDependency {
                     id: item.id().unwrap_or("").to_owned(),
                     depends_on: dep.clone(),
                 });
             };
-            if !deps[i].contains(&j) {
-                deps[i].push(j);
-                dependents[j].push(i);
-                remaining[i] += 1;
-            }
+            edge(j, i, &mut dependents)?;
+        }
+    }
+    for &(i, j) in refs {
+        edge(j, i, &mut dependents)?;
+    }
+    if chain {
+        for i in 1..n {
+            edge(i - 1, i, &mut dependents)?;
         }
     }
     if let Some(cycle) = find_cycle(&deps) {
-        let name = |i: usize| items[i].id().unwrap_or("?").to_owned();
+        let name = |i: usize| match i.checked_sub(n) {
+            None => items[i].id().unwrap_or("?").to_owned(),
+            Some(k) => items[sets[k].start]
+                .change_set_id()
+                .map_or_else(|| format!("change set {}", k + 1), str::to_owned),
+        };
         return Err(BatchError::DependencyCycle {
             cycle: cycle.into_iter().map(name).collect(),
         });
@@ -62,8 +161,20 @@ pub(crate) fn check_items(items: &[Item]) -> Result<Option<Graph>, BatchError> {
     Ok(Some(Graph {
         dependents,
         remaining,
-        not_run: DEPENDENCY_FAILED,
+        not_run: if chain { NOT_RUN } else { DEPENDENCY_FAILED },
     }))
+}
+
+/// The answer of an item that did not run because an item before it failed.
+pub(crate) const NOT_RUN: &str = "not run: an earlier item of the batch failed, and the batch \
+     did not ask to go on (send `Prefer: odata.continue-on-error` to run every item)";
+
+/// Checks ids and dependencies of a batch without change sets; returns the dependency graph
+/// when any item has dependencies.
+#[cfg(test)]
+pub(crate) fn check_items(items: &[Item]) -> Result<Option<Graph>, BatchError> {
+    let ids = Ids::new(items, &[], false)?;
+    build(items, &ids, &[], &[], false)
 }
 
 /// The index of the first item whose id an earlier item already has, if any.

@@ -20,6 +20,9 @@ pub struct Item {
     pub(crate) depends_on: Vec<String>,
     /// The change set the item belongs to (numbered from 1 in the batch), if any.
     pub(crate) group: Option<u32>,
+    /// The id of that change set, when the client gave it one (a JSON `atomicityGroup`, the
+    /// `Content-ID` of a multipart change set): other items may depend on it by that id.
+    pub(crate) group_id: Option<Arc<str>>,
 }
 
 impl Item {
@@ -34,6 +37,7 @@ impl Item {
             echo: None,
             depends_on: Vec::new(),
             group: None,
+            group_id: None,
         }
     }
 
@@ -45,6 +49,7 @@ impl Item {
             echo: None,
             depends_on: Vec::new(),
             group: None,
+            group_id: None,
         }
     }
 
@@ -79,16 +84,42 @@ impl Item {
         self.request.as_ref()
     }
 
-    /// Puts the item in change set `group` (a number of the format's choosing, the same for
-    /// every item of one change set). The items of a change set must follow each other.
-    pub fn in_group(mut self, group: u32) -> Self {
-        self.group = Some(group);
+    /// Puts the item in change set `change_set` (a number of the format's choosing, the same
+    /// for every item of one change set). The items of a change set must follow each other.
+    pub fn in_change_set(mut self, change_set: u32) -> Self {
+        self.group = Some(change_set);
+        self
+    }
+
+    /// Names the item's change set, so that other items can depend on the change set as a
+    /// whole by this id (OData 4.01 lets `dependsOn` name an atomicity group). Every item of one
+    /// change set should carry the same id; ids of change sets and of items share one space.
+    pub fn with_change_set_id(mut self, id: impl Into<Arc<str>>) -> Self {
+        let id = id.into();
+        self.group_id = (!id.is_empty()).then_some(id);
         self
     }
 
     /// The change set the item belongs to, if any.
-    pub fn group(&self) -> Option<u32> {
+    pub fn change_set(&self) -> Option<u32> {
         self.group
+    }
+
+    /// The id of the item's change set, if it has one.
+    pub fn change_set_id(&self) -> Option<&str> {
+        self.group_id.as_deref()
+    }
+
+    /// Puts the item in change set `group`.
+    #[deprecated(since = "0.1.0", note = "renamed to `in_change_set`")]
+    pub fn in_group(self, group: u32) -> Self {
+        self.in_change_set(group)
+    }
+
+    /// The change set the item belongs to, if any.
+    #[deprecated(since = "0.1.0", note = "renamed to `change_set`")]
+    pub fn group(&self) -> Option<u32> {
+        self.change_set()
     }
 
     /// The ids this item depends on.
@@ -117,28 +148,33 @@ pub struct ItemMeta {
     pub echo: Option<String>,
 }
 
-/// The answers of a change set, carried as an extension of the one response that stands for the
-/// whole change set. The encoder writes them as the change set's answer.
-#[derive(Clone, Debug)]
-pub(crate) struct GroupAnswers {
-    /// The boundary of the change set's answer, for formats that need one.
-    pub(crate) boundary: String,
-    /// Each item's meta and answer, in order. When the change set failed, only the failing
-    /// item's, which answers for the whole change set.
-    pub(crate) answers: Vec<(ItemMeta, http::Response<Bytes>)>,
-    /// Whether the change set failed (and was rolled back, when it ran under a transaction).
-    pub(crate) failed: bool,
+/// The answers of one change set, as an [`Encoder`](crate::format::Encoder) receives them: every
+/// member's answer, in request order, and whether the change set's effects were kept.
+///
+/// When a change set fails, the member that made it fail keeps its own answer (or, when the
+/// transaction failed to begin or commit, carries the reason); the members that ran before it
+/// are answered `424` saying their effects were rolled back, and those after it `424` saying
+/// they were not run. Dialects differ in what they send of this: OData multipart answers a
+/// failed change set with the failing answer alone, JSON batches answer every member.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ChangeSetAnswer {
+    /// Whether the change set committed. Without a transaction (a route that allows non-atomic
+    /// change sets) this says whether every member answered `2xx`.
+    pub committed: bool,
+    /// Whether the change set ran under a transaction, so that a failure undid its members.
+    pub atomic: bool,
+    /// The boundary for the change set's own answer, for formats that nest it.
+    pub boundary: String,
+    /// Each member's meta and answer, in request order.
+    pub members: Vec<(ItemMeta, http::Response<Bytes>)>,
+    /// When it did not commit: the position in `members` of the answer that says why.
+    pub failed: Option<usize>,
 }
 
-/// How many bytes an answer's body holds, a change set's answers counted in full (the one
-/// response that stands for a change set has an empty body of its own).
-pub(crate) fn answer_len(response: &http::Response<Bytes>) -> usize {
-    match response.extensions().get::<GroupAnswers>() {
-        Some(group) => group
-            .answers
-            .iter()
-            .map(|(_, r)| r.body().len() + 256)
-            .sum(),
-        None => response.body().len(),
+impl ChangeSetAnswer {
+    /// The member whose answer says why the change set failed, if it failed.
+    pub fn failing(&self) -> Option<&(ItemMeta, http::Response<Bytes>)> {
+        self.failed.and_then(|i| self.members.get(i))
     }
 }

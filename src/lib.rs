@@ -13,6 +13,7 @@
 // section.
 mod batch;
 mod body;
+mod change_set;
 mod check;
 mod config;
 mod context;
@@ -20,7 +21,6 @@ mod error;
 pub mod format;
 mod future;
 mod graph;
-mod group;
 mod inherit;
 mod item;
 mod layer;
@@ -49,9 +49,9 @@ pub use config::{AuthPolicy, Execution};
 pub use context::{BatchContext, BatchStore};
 pub use error::{BatchError, BoxError, ItemError};
 pub use future::ResponseFuture;
-pub use item::{Item, ItemMeta};
+pub use item::{ChangeSetAnswer, Item, ItemMeta};
 pub use layer::BatchLayer;
 pub use limits::Limits;
 pub use route::BatchRoute;
 pub use service::Batch;
-pub use transaction::{Transact, Transaction, TransactionProvider};
+pub use transaction::{Conflict, Transact, Transaction, TransactionProvider};

@@ -111,3 +111,43 @@ impl Transaction {
         self.ops.rollback()
     }
 }
+
+/// A change set that could not go on because of another one: a serialization failure, a
+/// deadlock, or a busy database or pool. Return it (boxed) from
+/// [`TransactionProvider::begin`] or [`Transact::commit`]: the change set is answered `409`,
+/// or, with [`retry_after`](Conflict::retry_after), `503` with `Retry-After`, and nothing of it
+/// is kept.
+#[derive(Debug)]
+pub struct Conflict {
+    reason: String,
+    retry_after: Option<std::time::Duration>,
+}
+
+impl Conflict {
+    /// A conflict, with the reason in words.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Conflict {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Says the change set may be sent again after `after` (a busy database, a full pool).
+    pub fn retry_after(mut self, after: std::time::Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// When the change set may be sent again, if that was said.
+    pub fn retry_after_duration(&self) -> Option<std::time::Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for Conflict {}

@@ -13,7 +13,7 @@ use http::{HeaderValue, Response};
 
 use crate::context::BatchStore;
 use crate::error::BatchError;
-use crate::item::{Item, ItemMeta};
+use crate::item::{ChangeSetAnswer, Item, ItemMeta};
 use crate::limits::Limits;
 
 pub mod dialect;
@@ -113,6 +113,14 @@ pub trait Encoder: Send {
 
     /// Writes one item's answer. `meta.index` counts up from zero without gaps.
     fn item(&mut self, meta: &ItemMeta, response: &Response<Bytes>, out: &mut BytesMut);
+
+    /// Writes the answers of one change set, whose members' metas count on from the item
+    /// before it. The default writes each member's answer as an item.
+    fn change_set(&mut self, answer: &ChangeSetAnswer, out: &mut BytesMut) {
+        for (meta, response) in &answer.members {
+            self.item(meta, response, out);
+        }
+    }
 
     /// Writes what comes after the last item.
     fn end(&mut self, out: &mut BytesMut) {

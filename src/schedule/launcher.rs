@@ -12,7 +12,6 @@ use super::launch::{Indexed, Launch};
 use crate::config::Config;
 use crate::context::BatchContext;
 use crate::error::{not_run, BoxError};
-use crate::group::{self, GroupRun};
 use crate::inherit::{prepare, Outer};
 use crate::run::RunItem;
 
@@ -56,10 +55,6 @@ where
         id: Option<Arc<str>>,
     ) -> Indexed {
         let mut request = request;
-        // A change set is one slot that runs its items itself, through a launcher of its own.
-        if let Some(run) = request.extensions_mut().remove::<GroupRun>() {
-            return Box::pin(group::run(self.fork(), index, run, span));
-        }
         let ctx = BatchContext {
             index,
             id,

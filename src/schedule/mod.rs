@@ -16,6 +16,7 @@ pub(crate) mod budget;
 mod lanes;
 pub(crate) mod launch;
 pub(crate) mod launcher;
+mod sets;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -35,6 +36,7 @@ use crate::graph::Graph;
 use budget::{Admit, Budget};
 use lanes::{workers, Lane, Shares};
 use launch::{Indexed, Launch, Waiting};
+pub(crate) use sets::{Answer, References, Sets};
 
 /// One item as the scheduler sees it. The batch hands items over as `Waiting` (a request to run)
 /// or `Done` (an answer known up front, such as an item that could not be decoded).
@@ -45,6 +47,8 @@ pub(crate) enum Slot {
     /// Waiting to run (for its turn, or for its dependencies).
     Waiting(Request<Bytes>, tracing::Span, Option<Arc<str>>),
     Running,
+    /// A change-set member's answer, kept until its change set has committed or rolled back.
+    Held(Response<Bytes>),
     /// Answered, not yet handed to the encoder.
     Done(Response<Bytes>),
     Emitted,
@@ -69,18 +73,38 @@ pub(crate) struct Scheduler {
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
     /// Bytes held and written, shared with the lanes and the body.
     budget: Arc<Budget>,
+    /// The batch's change sets, if it has any.
+    sets: Option<Box<Sets>>,
+    /// Items whose path starts with a `$` reference to an earlier item, if any.
+    refs: Option<Box<References>>,
+}
+
+/// What makes items wait for each other: dependencies, change sets and `$` references.
+pub(crate) struct Order {
+    pub(crate) graph: Option<Graph>,
+    pub(crate) sets: Option<Box<Sets>>,
+    pub(crate) refs: Option<Box<References>>,
+}
+
+/// Work left over after an answer: an answer to settle, or an answered item whose dependents
+/// are to be told. Kept on a list rather than done by recursion, so that long chains of
+/// dependencies and change sets cannot overflow the stack.
+pub(crate) enum Work {
+    Answered(usize, Response<Bytes>),
+    Propagate(usize),
 }
 
 impl Scheduler {
     pub(crate) fn new(
         launcher: Box<dyn Launch>,
         slots: Vec<Slot>,
-        graph: Option<Graph>,
+        order: Order,
         concurrency: usize,
         execution: Execution,
         batch_timeout: Option<Duration>,
         budget: Arc<Budget>,
     ) -> Self {
+        let Order { graph, sets, refs } = order;
         let n = slots.len();
         // Answers known up front wait in their slots like any other.
         for slot in &slots {
@@ -95,13 +119,15 @@ impl Scheduler {
                 .collect(),
             None => Vec::new(),
         };
-        // Items with dependencies wait on each other's answers, so they are not shared out.
-        let shares = match (execution, &graph) {
-            (Execution::Spawned, None) => Shares::new(n, workers(), concurrency),
+        // Items with dependencies, and change sets, wait on each other's answers, so they are
+        // not shared out.
+        let shares = match (execution, &graph, &sets) {
+            (Execution::Spawned, None, None) => Shares::new(n, workers(), concurrency),
             _ => None,
         };
         let window = match (&graph, &shares) {
             (Some(_), _) => n.max(1),
+            (None, _) if sets.is_some() => n.max(1),
             (None, Some(shares)) => shares.window().max(concurrency.saturating_mul(2)),
             (None, None) => concurrency.saturating_mul(2),
         };
@@ -123,6 +149,8 @@ impl Scheduler {
             window,
             deadline: batch_timeout.map(|d| (Box::pin(tokio::time::sleep(d)), d)),
             budget,
+            sets,
+            refs,
         };
         match &s.graph {
             None => s
@@ -138,6 +166,7 @@ impl Scheduler {
         for i in answered {
             s.propagate(i);
         }
+        s.settle_members_answered_up_front();
         if let Some(shares) = s.shares {
             s.start_lanes(shares);
         }
@@ -184,6 +213,36 @@ impl Scheduler {
 
     /// After item `i` is answered: release or fail its dependents.
     fn propagate(&mut self, i: usize) {
+        self.work(vec![Work::Propagate(i)]);
+    }
+
+    /// Item `j` answered `res`: it waits in its slot (a change set's member, until the change
+    /// set is decided), and its dependents are told.
+    fn settle(&mut self, j: usize, res: Response<Bytes>) {
+        self.work(vec![Work::Answered(j, res)]);
+    }
+
+    /// Does `work` and all the work it leads to.
+    fn work(&mut self, mut work: Vec<Work>) {
+        while let Some(next) = work.pop() {
+            match next {
+                Work::Answered(j, res) => {
+                    if self.is_member(j) {
+                        self.member_answered(j, res, &mut work);
+                    } else {
+                        self.budget.hold(&res);
+                        self.note_location(j, &res);
+                        self.slots[j] = Slot::Done(res);
+                        work.push(Work::Propagate(j));
+                    }
+                }
+                Work::Propagate(i) => self.release_dependents(i, &mut work),
+            }
+        }
+    }
+
+    /// Releases the dependents of item `i`, or, when it did not succeed, fails them.
+    fn release_dependents(&mut self, i: usize, work: &mut Vec<Work>) {
         let Some(graph) = self.graph.as_mut() else {
             return;
         };
@@ -191,23 +250,17 @@ impl Scheduler {
             Slot::Done(res) => !res.status().is_success(),
             _ => false,
         };
-        let message = graph.not_run;
-        let mut stack = vec![(i, failed)];
-        while let Some((j, failed)) = stack.pop() {
-            for d in std::mem::take(&mut graph.dependents[j]) {
-                if !matches!(self.slots[d], Slot::Waiting(..)) {
-                    continue;
-                }
-                if failed {
-                    let res = not_run(error_response(StatusCode::FAILED_DEPENDENCY, message));
-                    self.budget.hold(&res);
-                    self.slots[d] = Slot::Done(res);
-                    stack.push((d, true));
-                } else {
-                    graph.remaining[d] -= 1;
-                    if graph.remaining[d] == 0 {
-                        self.ready.push_back(d);
-                    }
+        for d in std::mem::take(&mut graph.dependents[i]) {
+            if !matches!(self.slots[d], Slot::Waiting(..)) {
+                continue;
+            }
+            if failed {
+                let res = not_run(error_response(StatusCode::FAILED_DEPENDENCY, graph.not_run));
+                work.push(Work::Answered(d, res));
+            } else {
+                graph.remaining[d] -= 1;
+                if graph.remaining[d] == 0 {
+                    self.ready.push_back(d);
                 }
             }
         }
@@ -220,6 +273,11 @@ impl Scheduler {
         let mut answered = false;
         while self.running.len() < self.concurrency {
             let Some(&i) = self.ready.front() else { break };
+            if !matches!(self.slots[i], Slot::Waiting(..)) {
+                // Settled while it waited (a change set that failed first).
+                self.ready.pop_front();
+                continue;
+            }
             if i >= self.next_emit + self.window {
                 break;
             }
@@ -238,18 +296,25 @@ impl Scheduler {
                 Admit::Refuse => {
                     self.ready.pop_front();
                     let res = budget::no_room(self.budget.max_response());
-                    self.budget.hold(&res);
-                    self.slots[i] = Slot::Done(res);
-                    self.propagate(i);
+                    self.settle(i, res);
                     answered = true;
                     continue;
                 }
             }
             self.ready.pop_front();
-            let Slot::Waiting(req, span, id) = std::mem::replace(&mut self.slots[i], Slot::Running)
+            if self.is_member(i) && !self.members_turn(i) {
+                continue;
+            }
+            let Slot::Waiting(mut req, span, id) =
+                std::mem::replace(&mut self.slots[i], Slot::Running)
             else {
                 continue;
             };
+            if let Some(res) = self.prepare_start(i, &mut req) {
+                self.settle(i, res);
+                answered = true;
+                continue;
+            }
             let mut fut = self.launcher.launch(i, req, span, id);
             // Many items answer on their first poll (a quick handler, a refused item): they never
             // need a place among the running futures. The others join them, where they are
@@ -258,12 +323,11 @@ impl Scheduler {
                 Poll::Ready((j, res)) => {
                     // The answer the body waits for: hand it over before starting more, so quick
                     // items do not fill the whole window with buffered answers.
-                    self.budget.hold(&res);
-                    if j == self.next_emit && self.graph.is_none() {
+                    if j == self.next_emit && self.graph.is_none() && self.sets.is_none() {
+                        self.budget.hold(&res);
                         return (true, Some(res));
                     }
-                    self.slots[j] = Slot::Done(res);
-                    self.propagate(j);
+                    self.settle(j, res);
                     answered = true;
                     if j == self.next_emit {
                         break;
@@ -323,6 +387,7 @@ impl Scheduler {
             }
         }
         self.ready.clear();
+        self.expire_sets(d);
         for slot in &mut self.slots {
             let waiting = matches!(slot, Slot::Waiting(..));
             if waiting || matches!(slot, Slot::Running) {
@@ -350,16 +415,21 @@ impl Scheduler {
     }
 
     /// Item `i`, the next in order, is answered with `res`: the body may have it.
-    fn emit(&mut self, i: usize, res: Response<Bytes>) -> (usize, Response<Bytes>) {
+    fn emit(&mut self, i: usize, res: Response<Bytes>) -> Answer {
         self.budget.release(&res);
-        self.next_emit = i + 1;
+        self.emitted_to(i + 1);
+        Answer::Item(i, res)
+    }
+
+    /// Every item before `next` has been handed to the body.
+    fn emitted_to(&mut self, next: usize) {
+        self.next_emit = next;
         if !self.lanes.is_empty() {
             self.emitted.store(self.next_emit, Ordering::SeqCst);
             for lane in &self.lanes {
                 lane.wake_if_parked();
             }
         }
-        (i, res)
     }
 
     /// The byte budgets this batch's items start under.
@@ -368,14 +438,14 @@ impl Scheduler {
     }
 
     /// The next answer in request order, when it and all before it are done.
-    pub(crate) fn poll_next(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<(usize, Response<Bytes>)>> {
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Answer>> {
         loop {
             let i = self.next_emit;
             if i >= self.slots.len() {
                 return Poll::Ready(None);
+            }
+            if matches!(self.slots[i], Slot::Done(_)) && self.is_member(i) {
+                return Poll::Ready(Some(self.emit_set(i)));
             }
             if matches!(self.slots[i], Slot::Done(_)) {
                 let Slot::Done(res) = std::mem::replace(&mut self.slots[i], Slot::Emitted) else {
@@ -397,16 +467,17 @@ impl Scheduler {
                 return Poll::Ready(Some(self.emit(i, res)));
             }
             if let Poll::Ready(Some((j, res))) = self.running.poll_next_unpin(cx) {
-                self.budget.hold(&res);
-                self.slots[j] = Slot::Done(res);
-                self.propagate(j);
+                self.settle(j, res);
+                answered = true;
+            }
+            if self.poll_steps(cx) {
                 answered = true;
             }
             let lane = self.poll_lane(i, cx);
             if answered || lane == Some(true) {
                 continue;
             }
-            if !self.running.is_empty() || lane == Some(false) {
+            if !self.running.is_empty() || lane == Some(false) || self.steps_pending() {
                 return Poll::Pending;
             }
             // Nothing runs and the next item is not done. If items are ready, the held answers
@@ -416,9 +487,7 @@ impl Scheduler {
             if let Some(j) = self.ready.pop_front() {
                 if matches!(self.slots[j], Slot::Waiting(..)) {
                     let res = budget::never_held(self.budget.max_held());
-                    self.budget.hold(&res);
-                    self.slots[j] = Slot::Done(res);
-                    self.propagate(j);
+                    self.settle(j, res);
                 }
                 continue;
             }

@@ -6,7 +6,7 @@ use http::Response;
 
 use super::body::{trim_whitespace, wire_body, WireBody, TRANSFER_ENCODING_MARKER};
 use crate::format::Encoder;
-use crate::item::{GroupAnswers, ItemMeta};
+use crate::item::ItemMeta;
 
 /// Appends `value` as JSON.
 pub(super) fn put_json<T: serde::Serialize + ?Sized>(out: &mut BytesMut, value: &T) {
@@ -118,14 +118,6 @@ impl Encoder for JsonEncoder {
     }
 
     fn item(&mut self, meta: &ItemMeta, response: &Response<Bytes>, out: &mut BytesMut) {
-        if let Some(group) = response.extensions().get::<GroupAnswers>() {
-            // An atomicity group: its items' answers (or, when it failed, the failing one), each
-            // naming its group.
-            for (meta, response) in &group.answers {
-                self.item(meta, response, out);
-            }
-            return;
-        }
         if !std::mem::take(&mut self.first) {
             out.put_u8(b',');
         }

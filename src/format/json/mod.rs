@@ -201,6 +201,7 @@ impl Format for Json {
                 if let Some(name) = group {
                     let next = groups.len() as u32 + 1;
                     item.group = Some(*groups.entry(name.clone()).or_insert(next));
+                    item.group_id = Some(std::sync::Arc::from(name.as_str()));
                     item.echo = Some(name);
                 }
                 Ok(item)
@@ -333,7 +334,7 @@ mod tests {
             );
         }
         assert!(items[5].request().is_ok());
-        assert_eq!(items[5].group(), Some(1));
+        assert_eq!(items[5].change_set(), Some(1));
         assert!(items[6].request().is_ok());
         let ids: Vec<_> = items.iter().map(|i| i.id().unwrap()).collect();
         assert_eq!(ids, ["m", "u", "h", "s", "b", "g", "ok"]);

@@ -97,9 +97,22 @@ impl Format for Multipart {
                 None => items.push(decode_part(&body, raw, head, content, cx.limits)),
                 Some(Err(err)) => items.push(Item::invalid(err)),
                 Some(Ok((inner, content))) => {
-                    // A change set: its parts are items of one group, each counted like any
-                    // other item.
+                    // A change set: its parts are items of one change set, each counted like
+                    // any other item. The change set's own `Content-ID` names it as a whole,
+                    // and its `Depends-On` holds for each of its items.
                     group += 1;
+                    let (set_id, _) = ids_of(head.content_id.clone());
+                    let set_deps: Vec<String> = head
+                        .depends_on
+                        .as_deref()
+                        .map(|d| {
+                            d.split(',')
+                                .map(strip_angles)
+                                .filter(|d| !d.is_empty())
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     let start = range.start + content.start;
                     let end = range.start + content.end;
                     let sub = scan::part_ranges(&body[start..end], inner.as_bytes(), cx.limits)
@@ -129,6 +142,8 @@ impl Format for Multipart {
                             }
                         };
                         item.group = Some(group);
+                        item.group_id.clone_from(&set_id);
+                        item.depends_on.extend(set_deps.iter().cloned());
                         items.push(item);
                     }
                 }
@@ -194,6 +209,7 @@ fn decode_part(
         echo,
         depends_on,
         group: None,
+        group_id: None,
     }
 }
 
@@ -207,6 +223,7 @@ fn invalid_part(raw: &[u8], err: ItemError, limits: &crate::limits::Limits) -> I
         echo,
         depends_on: Vec::new(),
         group: None,
+        group_id: None,
     }
 }
 

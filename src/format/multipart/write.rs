@@ -9,7 +9,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use crate::format::Encoder;
-use crate::item::{GroupAnswers, ItemMeta};
+use crate::item::{ChangeSetAnswer, ItemMeta};
 
 /// A fresh random boundary: `batch_` and 32 hex digits.
 pub fn new_boundary() -> String {
@@ -78,25 +78,24 @@ impl MultipartEncoder {
         }
     }
 
-    /// A change set's answer: a nested `multipart/mixed` of its items' answers, or, when it
-    /// failed, the failing answer alone, as a part of the batch.
-    fn change_set(&self, group: &GroupAnswers, out: &mut BytesMut) {
-        if group.failed {
-            for (meta, res) in &group.answers {
-                write_part(&self.boundary, self.content_id(meta), res, out);
-            }
+    /// A change set's answer: a nested `multipart/mixed` of its members' answers, or, when it
+    /// failed under a transaction, the failing answer alone, as a part of the batch (OData 4.0
+    /// part 1, 11.7.4: a failed change set is answered by a single response).
+    fn write_change_set(&self, set: &ChangeSetAnswer, out: &mut BytesMut) {
+        if let (true, Some((meta, res))) = (set.atomic, set.failing()) {
+            write_part(&self.boundary, self.content_id(meta), res, out);
             return;
         }
         out.put_slice(b"--");
         out.put_slice(self.boundary.as_bytes());
         out.put_slice(b"\r\nContent-Type: multipart/mixed; boundary=");
-        out.put_slice(group.boundary.as_bytes());
+        out.put_slice(set.boundary.as_bytes());
         out.put_slice(b"\r\n\r\n");
-        for (meta, res) in &group.answers {
-            write_part(&group.boundary, self.content_id(meta), res, out);
+        for (meta, res) in &set.members {
+            write_part(&set.boundary, self.content_id(meta), res, out);
         }
         out.put_slice(b"--");
-        out.put_slice(group.boundary.as_bytes());
+        out.put_slice(set.boundary.as_bytes());
         out.put_slice(b"--\r\n");
     }
 }
@@ -108,12 +107,12 @@ impl Encoder for MultipartEncoder {
     }
 
     fn item(&mut self, meta: &ItemMeta, response: &Response<Bytes>, out: &mut BytesMut) {
-        if let Some(group) = response.extensions().get::<GroupAnswers>() {
-            self.change_set(group, out);
-            return;
-        }
         // The decoder keeps the raw `Content-ID` only when it is not the plain `<id>`.
         write_part(&self.boundary, self.content_id(meta), response, out);
+    }
+
+    fn change_set(&mut self, answer: &ChangeSetAnswer, out: &mut BytesMut) {
+        self.write_change_set(answer, out);
     }
 
     fn end(&mut self, out: &mut BytesMut) {
