@@ -108,8 +108,8 @@ pub(crate) fn build(
                     dependents: &mut Vec<Vec<usize>>|
      -> Result<(), BatchError> {
         let (from, to) = (node(j), node(i));
-        if from == to {
-            if from >= n && j >= i {
+        if from == to && from >= n {
+            if j >= i {
                 return Err(BatchError::Malformed {
                     reason: format!(
                         "request {} (counting from 0) depends on request {j} of its own change                          set, which runs after it; a request of a change set may depend only on                          the requests before it",
@@ -119,7 +119,7 @@ pub(crate) fn build(
             }
             return Ok(());
         }
-        if !dependents[j].contains(&i) {
+        if j != i && !dependents[j].contains(&i) {
             dependents[j].push(i);
             remaining[i] += 1;
         }
