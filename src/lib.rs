@@ -56,6 +56,4 @@ pub use layer::BatchLayer;
 pub use limits::Limits;
 pub use route::BatchRoute;
 pub use service::Batch;
-pub use transaction::{
-    Conflict, Transact, Transaction, TransactionGuard, TransactionProvider,
-};
+pub use transaction::{Conflict, Transact, Transaction, TransactionGuard, TransactionProvider};

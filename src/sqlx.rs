@@ -227,9 +227,7 @@ where
                 ))
             }
         };
-        exec::<DB>(&mut conn, &self.begin)
-            .await
-            .map_err(classify)?;
+        exec::<DB>(&mut conn, &self.begin).await.map_err(classify)?;
         Ok(SqlxTransaction {
             conn: Some(conn),
             abandon: |conn| roll_back(conn).boxed(),
@@ -285,7 +283,10 @@ impl<DB: Database> DerefMut for SqlxTransaction<DB> {
 }
 
 /// Runs one statement that returns no rows.
-fn exec<'c, DB>(conn: &'c mut DB::Connection, sql: &'c str) -> BoxFuture<'c, Result<(), ::sqlx::Error>>
+fn exec<'c, DB>(
+    conn: &'c mut DB::Connection,
+    sql: &'c str,
+) -> BoxFuture<'c, Result<(), ::sqlx::Error>>
 where
     DB: Database,
     for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
@@ -375,9 +376,9 @@ impl<DB: Database> Drop for SqlxTransaction<DB> {
 /// else.
 pub fn conflict(err: &::sqlx::Error) -> Option<Conflict> {
     match err {
-        ::sqlx::Error::PoolTimedOut => Some(
-            Conflict::new("no database connection was free in time").retry_after(RETRY_AFTER),
-        ),
+        ::sqlx::Error::PoolTimedOut => {
+            Some(Conflict::new("no database connection was free in time").retry_after(RETRY_AFTER))
+        }
         ::sqlx::Error::Database(db) => {
             let code = db.code()?;
             let message = db.message();
@@ -628,7 +629,9 @@ where
         }
         let db = Transactions::<DB>::from_ref(state);
         match db.begin_transaction().await {
-            Ok(tx) => Ok(Tx { kind: Kind::Own(tx) }),
+            Ok(tx) => Ok(Tx {
+                kind: Kind::Own(tx),
+            }),
             Err(err) => Err(DbError::from_box(err)),
         }
     }

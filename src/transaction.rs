@@ -381,7 +381,10 @@ mod tests {
         tx.commit().await.unwrap();
         assert!(other.rollback().await.is_err(), "a second end is refused");
         assert!(other.commit().await.is_err());
-        assert!(other.lock::<Probe>().await.is_none(), "nothing to lend once ended");
+        assert!(
+            other.lock::<Probe>().await.is_none(),
+            "nothing to lend once ended"
+        );
         assert_eq!(counts.committed.load(Ordering::SeqCst), 1);
         assert_eq!(counts.rolled_back.load(Ordering::SeqCst), 0);
     }
@@ -419,7 +422,11 @@ mod tests {
         let (tx, counts) = probe();
         let guard = tx.lock::<Probe>().await.unwrap();
         drop(tx);
-        assert_eq!(counts.rolled_back.load(Ordering::SeqCst), 0, "a guard still holds it");
+        assert_eq!(
+            counts.rolled_back.load(Ordering::SeqCst),
+            0,
+            "a guard still holds it"
+        );
         drop(guard);
         for _ in 0..100 {
             if counts.rolled_back.load(Ordering::SeqCst) == 1 {
