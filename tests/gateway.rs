@@ -160,7 +160,12 @@ async fn authorization_is_forwarded_end_to_end() {
     let gateway = serve_gateway(animals.base(), farmers.base()).await;
 
     let answers = mixed_batch(gateway, Some("s3cret"), "goat").await;
-    for (id, status) in [("pony", 200), ("farmers", 200), ("insert", 201), ("list", 200)] {
+    for (id, status) in [
+        ("pony", 200),
+        ("farmers", 200),
+        ("insert", 201),
+        ("list", 200),
+    ] {
         assert_eq!(answer(&answers, id).0, status, "{id}");
     }
     let answers = mixed_batch(gateway, Some("wrong"), "goat").await;

@@ -239,9 +239,9 @@ async fn fresh(backend: Backend) -> Database {
     };
     let check = db.check().await;
     match &check {
-        Check::Sqlite(p) => sqlx::raw_sql(SCHEMA).execute(p).await.unwrap(),
-        Check::Postgres(p) => sqlx::raw_sql(SCHEMA).execute(p).await.unwrap(),
-    };
+        Check::Sqlite(p) => drop(sqlx::raw_sql(SCHEMA).execute(p).await.unwrap()),
+        Check::Postgres(p) => drop(sqlx::raw_sql(SCHEMA).execute(p).await.unwrap()),
+    }
     db
 }
 
@@ -372,7 +372,12 @@ async fn a_failing_item_leaves_no_row(backend: Backend) {
         )
         .await;
         let s = statuses(&raw);
-        assert_eq!(s.len(), 1, "answered by the failing item alone: {}", raw.text());
+        assert_eq!(
+            s.len(),
+            1,
+            "answered by the failing item alone: {}",
+            raw.text()
+        );
         assert!(s[0] >= 400, "{}", raw.text());
         assert_eq!(check.count("SELECT count(*) FROM things").await, 0);
     }
@@ -425,15 +430,30 @@ async fn an_exhausted_pool_is_a_bounded_wait_then_503(backend: Backend) {
     let (addr, check) = start(backend, setup).await;
     // A change set holds the only connection for 3 s.
     let holder = tokio::spawn(async move {
-        batch(addr, &group(&[("POST", "/things/held"), ("GET", "/hold/3000")])).await
+        batch(
+            addr,
+            &group(&[("POST", "/things/held"), ("GET", "/hold/3000")]),
+        )
+        .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let direct = call(addr, "POST", "/things/direct").await;
     let grouped = batch(addr, &group(&[("POST", "/things/grouped")])).await;
-    assert!(!holder.is_finished(), "the answers came while the pool was still taken");
+    assert!(
+        !holder.is_finished(),
+        "the answers came while the pool was still taken"
+    );
     assert_eq!(direct.status, 503, "{}", direct.text());
-    assert!(direct.headers.contains_key("retry-after"), "{:?}", direct.headers);
-    assert!(direct.text().contains("no database connection was free"), "{}", direct.text());
+    assert!(
+        direct.headers.contains_key("retry-after"),
+        "{:?}",
+        direct.headers
+    );
+    assert!(
+        direct.text().contains("no database connection was free"),
+        "{}",
+        direct.text()
+    );
     assert_eq!(statuses(&grouped), [503], "{}", grouped.text());
     let held = holder.await.unwrap();
     assert_eq!(statuses(&held), [201, 200], "{}", held.text());
@@ -519,7 +539,11 @@ async fn sqlite_a_busy_database_is_503_with_retry_after() {
     };
     let (addr, check) = start(Backend::Sqlite, setup).await;
     let holder = tokio::spawn(async move {
-        batch(addr, &group(&[("POST", "/things/held"), ("GET", "/hold/2000")])).await
+        batch(
+            addr,
+            &group(&[("POST", "/things/held"), ("GET", "/hold/2000")]),
+        )
+        .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let direct = call(addr, "POST", "/things/direct").await;
@@ -530,7 +554,9 @@ async fn sqlite_a_busy_database_is_503_with_retry_after() {
     assert!(direct.text().contains("busy"), "{}", direct.text());
     assert_eq!(statuses(&grouped), [503], "{}", grouped.text());
     assert_eq!(statuses(&holder.await.unwrap()), [201, 200]);
-    let names = check.count("SELECT count(*) FROM things WHERE name <> 'held'").await;
+    let names = check
+        .count("SELECT count(*) FROM things WHERE name <> 'held'")
+        .await;
     assert_eq!(names, 0, "nothing of the refused writes was kept");
 }
 
@@ -561,7 +587,11 @@ async fn postgres_a_serialization_failure_is_409_and_keeps_nothing() {
     assert_eq!(direct.status, 200, "{}", direct.text());
     let raw = racer.await.unwrap();
     assert_eq!(statuses(&raw), [409], "{}", raw.text());
-    assert_eq!(check.counter("x").await, 1005, "the direct call's write stays");
+    assert_eq!(
+        check.counter("x").await,
+        1005,
+        "the direct call's write stays"
+    );
     assert_eq!(check.count("SELECT count(*) FROM things").await, 0);
 }
 
@@ -617,7 +647,10 @@ async fn postgres_two_instances_share_one_database() {
                 let items = if doomed {
                     vec![("POST", "/counters/x/add/-1"), ("GET", "/fail/500")]
                 } else {
-                    vec![("POST", "/counters/x/add/-1"), ("POST", "/counters/y/add/1")]
+                    vec![
+                        ("POST", "/counters/x/add/-1"),
+                        ("POST", "/counters/y/add/1"),
+                    ]
                 };
                 let raw = batch(addr, &group(&items)).await;
                 let s = statuses(&raw);
@@ -643,7 +676,11 @@ async fn postgres_two_instances_share_one_database() {
     let committed = committed.load(Ordering::Relaxed) as i64;
     assert!(committed > 0, "no change set committed");
     assert!(reads > 0, "no read succeeded");
-    assert_eq!(check.counter("y").await, committed, "y counts the committed change sets");
+    assert_eq!(
+        check.counter("y").await,
+        committed,
+        "y counts the committed change sets"
+    );
     assert_eq!(check.counter("x").await, 1000 - committed);
     eprintln!(
         "two instances: {committed} change sets committed, {} refused, {reads} consistent reads",
