@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::serve::ListenerExt;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
@@ -49,7 +50,7 @@ async fn main() {
         Some(url) => (farm::connect(url).expect("DATABASE_URL"), "PostgreSQL"),
         None => (farm::fresh(), "SQLite"),
     };
-    let addr = farm::spawn_on(None, db.clone()).await;
+    let addr = serve(farm::app_on(None, db.clone())).await;
     println!("database: {name}; {secs} s per client count");
     for n in clients {
         let (committed, refused) = run(addr, n, Duration::from_secs(secs)).await;
@@ -64,6 +65,21 @@ async fn main() {
     }
 }
 
+/// Serves `app` on a free loopback port. Without TCP_NODELAY, the batch answer's small writes
+/// wait on the client's delayed ACK (about 40 ms each), which would measure Nagle's algorithm
+/// instead of the database.
+async fn serve(app: http_batch::BatchRouter) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local_addr");
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("farm server") });
+    addr
+}
+
 /// `clients` clients send change sets back to back for `time`; how many committed, and how
 /// many were refused (a conflict, a busy database).
 async fn run(addr: SocketAddr, clients: usize, time: Duration) -> (usize, usize) {
@@ -76,7 +92,9 @@ async fn run(addr: SocketAddr, clients: usize, time: Duration) -> (usize, usize)
         let committed = committed.clone();
         let refused = refused.clone();
         tasks.push(tokio::spawn(async move {
-            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            connector.set_nodelay(true);
+            let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
             while Instant::now() < end {
                 let name = format!("animal-{}", NEXT.fetch_add(1, Ordering::Relaxed));
                 let body = json!({"requests": [
@@ -112,5 +130,8 @@ async fn run(addr: SocketAddr, clients: usize, time: Duration) -> (usize, usize)
     for t in tasks {
         t.await.expect("a client task");
     }
-    (committed.load(Ordering::Relaxed), refused.load(Ordering::Relaxed))
+    (
+        committed.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+    )
 }

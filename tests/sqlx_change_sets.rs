@@ -225,6 +225,7 @@ async fn fresh(backend: Backend) -> Database {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let db = match backend {
         Backend::Sqlite => {
+            sweep();
             let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
                 "sqlx-change-sets-{}-{}.db",
                 std::process::id(),
@@ -243,6 +244,29 @@ async fn fresh(backend: Backend) -> Database {
         Check::Postgres(p) => drop(sqlx::raw_sql(SCHEMA).execute(p).await.unwrap()),
     }
     db
+}
+
+/// Removes the SQLite files of earlier runs of this test binary whose process has ended.
+fn sweep() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("sqlx-change-sets-") else {
+                continue;
+            };
+            let pid = rest.split('-').next().unwrap_or("");
+            let gone = pid.parse::<u32>().is_ok()
+                && pid != std::process::id().to_string()
+                && !std::path::Path::new("/proc").join(pid).exists();
+            if gone && std::path::Path::new("/proc/self").exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    });
 }
 
 impl Database {
