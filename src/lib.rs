@@ -43,6 +43,8 @@ mod axum_support;
 pub use axum_support::{BatchRouter, MissingBatchContext};
 #[cfg(feature = "hyper")]
 pub mod hyper;
+#[cfg(feature = "sqlx")]
+pub mod sqlx;
 
 pub use body::{AnswerCutOff, ResponseBody};
 pub use config::{AuthPolicy, Execution};
@@ -54,4 +56,4 @@ pub use layer::BatchLayer;
 pub use limits::Limits;
 pub use route::BatchRoute;
 pub use service::Batch;
-pub use transaction::{Conflict, Transact, Transaction, TransactionProvider};
+pub use transaction::{Conflict, Transact, Transaction, TransactionGuard, TransactionProvider};

@@ -33,17 +33,16 @@ struct Counts {
 /// Writes staged in the transaction; the store sees them only on commit.
 struct Staged {
     store: Store,
-    writes: Mutex<Vec<(String, String)>>,
+    writes: Vec<(String, String)>,
     counts: Arc<Mutex<Counts>>,
     fail_commit: bool,
 }
 
 impl Transact for Staged {
-    fn commit(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-        let writes = std::mem::take(&mut *self.writes.lock().unwrap());
+    fn commit(self) -> BoxFuture<'static, Result<(), BoxError>> {
         let fail = self.fail_commit;
         if !fail {
-            self.store.lock().unwrap().extend(writes);
+            self.store.lock().unwrap().extend(self.writes);
         }
         self.counts.lock().unwrap().committed += 1;
         async move {
@@ -56,8 +55,7 @@ impl Transact for Staged {
         .boxed()
     }
 
-    fn rollback(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-        self.writes.lock().unwrap().clear();
+    fn rollback(self) -> BoxFuture<'static, Result<(), BoxError>> {
         self.counts.lock().unwrap().rolled_back += 1;
         async { Ok(()) }.boxed()
     }
@@ -75,7 +73,7 @@ impl TransactionProvider for Provider {
         self.counts.lock().unwrap().begun += 1;
         let tx = Staged {
             store: self.store.clone(),
-            writes: Mutex::default(),
+            writes: Vec::new(),
             counts: self.counts.clone(),
             fail_commit: self.fail_commit,
         };
@@ -96,13 +94,12 @@ fn api(store: Store) -> Router {
                       body: String| {
                     let store = put_store.clone();
                     async move {
-                        match tx
-                            .as_ref()
-                            .and_then(|Extension(tx)| tx.downcast_ref::<Staged>())
-                        {
-                            Some(staged) => {
-                                staged.writes.lock().unwrap().push((name.clone(), body))
-                            }
+                        let staged = match &tx {
+                            Some(Extension(tx)) => tx.lock::<Staged>().await,
+                            None => None,
+                        };
+                        match staged {
+                            Some(mut staged) => staged.writes.push((name.clone(), body)),
                             None => {
                                 store.lock().unwrap().insert(name.clone(), body);
                             }

@@ -67,7 +67,7 @@ async fn round_trip_against_the_farm() {
         .iter()
         .map(|(_, o)| o.unwrap().status().as_u16())
         .collect();
-    assert_eq!(statuses, [200, 200, 200, 404]);
+    assert_eq!(statuses, [200, 200, 201, 404]);
 
     let list = json(answers.get("list").unwrap().unwrap().body());
     assert_eq!(list["kind"], "farm#animalList");
@@ -276,13 +276,13 @@ async fn example_client_runs_against_the_farm() {
         [
             ("list", 200),
             ("pony", 200),
-            ("insert", 200),
+            ("insert", 201),
             ("missing", 404)
         ]
     );
     // Each run inserts a fresh name, so a second run succeeds the same way.
     let again = client_example::run(&url, Some("tok")).await.unwrap();
-    assert_eq!(again[2].outcome.as_ref().unwrap().as_u16(), 200);
+    assert_eq!(again[2].outcome.as_ref().unwrap().as_u16(), 201);
     // Without the token every item is refused, but the batch itself is answered.
     let refused = client_example::run(&url, None).await.unwrap();
     assert!(refused
@@ -621,7 +621,7 @@ async fn json_round_trip_with_dependencies() {
         .iter()
         .map(|(_, o)| o.unwrap().status().as_u16())
         .collect();
-    assert_eq!(statuses, [200, 200, 404]);
+    assert_eq!(statuses, [201, 200, 404]);
     let llama = llama.await.unwrap();
     assert_eq!(json(llama.body())["animalAge"], 4);
     assert_eq!(llama.headers()[CONTENT_TYPE], "application/json");

@@ -586,7 +586,7 @@ DELETE /farm/v1/animals/llama\r\n\
     // The read waited for the create, although it comes first; the delete never ran.
     assert_eq!(
         p.iter().map(|p| p.status).collect::<Vec<_>>(),
-        [200, 200, 404, 424]
+        [200, 201, 404, 424]
     );
     assert_eq!(p[0].json()["animalName"], "llama");
     let raw = post_batch(

@@ -120,7 +120,7 @@ async fn one_batch_across_two_services_then_one_goes_down() {
     );
     assert_eq!(list["items"][0]["name"], "Old MacDonald");
     let (status, goat) = answer(&answers, "insert");
-    assert_eq!((status, goat["animalName"].as_str()), (200, Some("goat")));
+    assert_eq!((status, goat["animalName"].as_str()), (201, Some("goat")));
     // The insert went to the animals service, so its list now holds the goat.
     let (status, list) = answer(&answers, "list");
     assert_eq!(status, 200);
@@ -160,8 +160,13 @@ async fn authorization_is_forwarded_end_to_end() {
     let gateway = serve_gateway(animals.base(), farmers.base()).await;
 
     let answers = mixed_batch(gateway, Some("s3cret"), "goat").await;
-    for id in ["pony", "farmers", "insert", "list"] {
-        assert_eq!(answer(&answers, id).0, 200, "{id}");
+    for (id, status) in [
+        ("pony", 200),
+        ("farmers", 200),
+        ("insert", 201),
+        ("list", 200),
+    ] {
+        assert_eq!(answer(&answers, id).0, status, "{id}");
     }
     let answers = mixed_batch(gateway, Some("wrong"), "goat").await;
     for id in ["pony", "farmers", "insert", "list"] {

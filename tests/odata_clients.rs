@@ -34,22 +34,20 @@ fn root() -> PathBuf {
 
 type Store = Arc<Mutex<BTreeMap<String, i64>>>;
 
-/// A change set's work: a copy of the store, put in its place on commit.
+/// A change set's work: a copy of the store, put in its place on commit. (These tests send one
+/// change set at a time; a real store isolates concurrent ones, as the farm's database does.)
 struct Copy {
     store: Store,
-    work: Mutex<Option<BTreeMap<String, i64>>>,
+    work: BTreeMap<String, i64>,
 }
 
 impl Transact for Copy {
-    fn commit(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-        if let Some(work) = self.work.lock().unwrap().take() {
-            *self.store.lock().unwrap() = work;
-        }
+    fn commit(self) -> BoxFuture<'static, Result<(), BoxError>> {
+        *self.store.lock().unwrap() = self.work;
         async { Ok(()) }.boxed()
     }
 
-    fn rollback(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-        self.work.lock().unwrap().take();
+    fn rollback(self) -> BoxFuture<'static, Result<(), BoxError>> {
         async { Ok(()) }.boxed()
     }
 }
@@ -61,7 +59,7 @@ impl TransactionProvider for Copies {
         let work = self.0.lock().unwrap().clone();
         let tx = Copy {
             store: self.0.clone(),
-            work: Mutex::new(Some(work)),
+            work,
         };
         async move { Ok(Transaction::new(tx)) }.boxed()
     }
@@ -88,13 +86,13 @@ async fn animals(
     tx: Option<Extension<Transaction>>,
     body: Bytes,
 ) -> Response {
-    let copy = tx
-        .as_ref()
-        .and_then(|Extension(tx)| tx.downcast_ref::<Copy>());
+    let mut copy = match &tx {
+        Some(Extension(tx)) => tx.lock::<Copy>().await,
+        None => None,
+    };
     let mut direct = store.lock().unwrap();
-    let mut work_guard = copy.map(|c| c.work.lock().unwrap());
-    let map: &mut BTreeMap<String, i64> = match work_guard.as_mut().and_then(|g| g.as_mut()) {
-        Some(work) => work,
+    let map: &mut BTreeMap<String, i64> = match copy.as_mut() {
+        Some(copy) => &mut copy.work,
         None => &mut direct,
     };
     let key = rest

@@ -76,28 +76,22 @@ async fn snippet_4() -> Result<(), BoxError> {
 
 #[rustfmt::skip]
 async fn snippet_5() -> Result<(), BoxError> {
-    use futures_util::future::{BoxFuture, FutureExt};
-    use http_batch::{BoxError, Transact, Transaction, TransactionProvider};
+    use axum::{http::StatusCode, routing::post, Router};
+    use http_batch::format::Dialect;
+    use http_batch::sqlx::{DbError, Transactions, Tx};
+    use http_batch::{BatchLayer, BatchRoute};
 
-    struct Sql(/* a connection pool */);
-    struct SqlTx(/* a connection inside BEGIN */);
-
-    impl TransactionProvider for Sql {
-        fn begin(&self) -> BoxFuture<'static, Result<Transaction, BoxError>> {
-            async { Ok(Transaction::new(SqlTx(/* take a connection, BEGIN */))) }.boxed()
-        }
+    async fn add(mut tx: Tx<sqlx::Sqlite>, name: String) -> Result<StatusCode, DbError> {
+        sqlx::query("INSERT INTO animals (name) VALUES (?)").bind(name).execute(&mut *tx).await?;
+        tx.commit().await?; // in a change set this does nothing: the layer commits
+        Ok(StatusCode::CREATED)
     }
 
-    impl Transact for SqlTx {
-        fn commit(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-            async { /* COMMIT */ Ok(()) }.boxed()
-        }
-        fn rollback(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-            async { /* ROLLBACK */ Ok(()) }.boxed()
-        }
-    }
-
-    // In a handler: `tx: Option<Extension<Transaction>>`, then `tx.downcast_ref::<SqlTx>()`.
+    let db = Transactions::new(sqlx::SqlitePool::connect("sqlite://farm.db").await?);
+    let api = Router::new().route("/farm/v1/animals", post(add)).with_state(db.clone());
+    let v4 = BatchRoute::path("/odata/v4/farm/v1/$batch").dialect(Dialect::odata_v4());
+    let app = BatchLayer::new().route(v4.transactions(db)).wrap_router(api);
+    let _ = app;
     Ok(())
 }
 

@@ -304,10 +304,10 @@ fn shapes() -> Vec<Shape> {
 struct NoStore;
 
 impl Transact for NoStore {
-    fn commit(&self) -> BoxFuture<'static, Result<(), BoxError>> {
+    fn commit(self) -> BoxFuture<'static, Result<(), BoxError>> {
         async { Ok(()) }.boxed()
     }
-    fn rollback(&self) -> BoxFuture<'static, Result<(), BoxError>> {
+    fn rollback(self) -> BoxFuture<'static, Result<(), BoxError>> {
         async { Ok(()) }.boxed()
     }
 }

@@ -1,4 +1,5 @@
-//! The "farm" API from Google's batch documentation, as an in-memory axum app.
+//! The "farm" API from Google's batch documentation, as an axum app whose animals live in a
+//! database through `sqlx`: SQLite by default, PostgreSQL when given a `postgres://` URL.
 //!
 //! Shared by the `farm` example (`examples/farm/main.rs`) and by the tests,
 //! which include this file with `#[path = "../examples/farm/app.rs"] mod app;`.
@@ -9,7 +10,7 @@
 //! | method | path                          | answer                                         |
 //! |--------|-------------------------------|------------------------------------------------|
 //! | GET    | `/farm/v1/animals`            | `farm#animalList`, `ETag`, `If-None-Match`→304 |
-//! | POST   | `/farm/v1/animals`            | creates; 409 if it exists, 400 on a bad body   |
+//! | POST   | `/farm/v1/animals`            | 201 with `Location`; 409 if it exists, 400 on a bad body |
 //! | GET    | `/farm/v1/animals/{name}`     | `farm#animal`, `ETag`, `If-None-Match`→304     |
 //! | PUT    | `/farm/v1/animals/{name}`     | replaces; `If-Match` mismatch → 412            |
 //! | DELETE | `/farm/v1/animals/{name}`     | 204                                            |
@@ -21,32 +22,45 @@
 //! batch and shows both answers side by side (`page.html`; `/?api=http://host:port` points it at
 //! another origin), and CORS, so that page may be served from anywhere.
 //!
+//! Every handler works inside a database transaction, the [`Tx`] extractor: in an OData change
+//! set (or JSON atomicity group) it is the change set's, which the batch layer commits when
+//! every item answered 2xx and rolls back otherwise; anywhere else it is the call's own. The
+//! database isolates concurrent change sets and calls: a change set that rolls back undoes its
+//! own writes and nobody else's.
+//!
 //! With a token, every `/farm/...` call needs `Authorization: Bearer <token>`,
 //! else 401 with `WWW-Authenticate: Bearer`.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Request};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures_util::future::{BoxFuture, FutureExt, TryFutureExt};
+use http_batch::sqlx::{DbError, Transactions, Tx};
 use http_batch::BatchRouter;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tower_http::cors::{Any, CorsLayer};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyConnection, Executor};
+use tower_http::cors::{Any as AnyOrigin, CorsLayer};
 
 #[path = "dialects.rs"]
 mod dialects;
 
 /// The longest sleep `/farm/v1/slow/{ms}` accepts.
 pub const MAX_SLOW_MS: u64 = 60_000;
+
+/// The farm's database: its pool, and the transactions handlers and change sets run in.
+pub type Db = Transactions<Any>;
 
 /// One animal as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +102,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// An animal as a row: name, age, color.
+type Row = (String, Option<i64>, Option<String>);
+
 impl Animal {
+    fn from_row((name, age, color): Row) -> Self {
+        Animal { name, age, color }
+    }
+
     /// A quoted strong entity tag that changes whenever the animal does.
     fn etag(&self) -> String {
         let canon = json!([self.name, self.age, self.color]).to_string();
@@ -107,30 +128,117 @@ impl Animal {
     }
 }
 
-type Animals = Arc<Mutex<BTreeMap<String, Animal>>>;
+/// The table, and the animals every fresh farm starts with. Run once per database by the
+/// first connection.
+macro_rules! layout {
+    () => {
+        "DROP TABLE IF EXISTS animals;
+    CREATE TABLE animals (name TEXT PRIMARY KEY, age BIGINT, color TEXT);
+    INSERT INTO animals (name, age, color)
+            VALUES ('pony', 34, 'white'), ('sheep', 5, 'green'), ('cow', 7, 'black');"
+    };
+}
 
-fn initial_animals() -> BTreeMap<String, Animal> {
-    [
-        ("pony", 34, "white"),
-        ("sheep", 5, "green"),
-        ("cow", 7, "black"),
-    ]
-    .into_iter()
-    .map(|(name, age, color)| {
-        let a = Animal {
-            name: name.to_owned(),
-            age: Some(age),
-            color: Some(color.to_owned()),
-        };
-        (a.name.clone(), a)
+/// Connects to the farm's database at `url` (`sqlite://...` or `postgres://...`) lazily: the
+/// first connection lays the table out afresh with the three animals.
+///
+/// On SQLite, transactions begin with `BEGIN IMMEDIATE` and the file is in WAL mode, so readers
+/// never wait for a writer. On PostgreSQL they run at the server's default isolation level
+/// (read committed); a farm on PostgreSQL resets the `animals` table of that database when it
+/// starts.
+pub fn connect(url: &str) -> Result<Db, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let sqlite = url.starts_with("sqlite:");
+    let laid = Arc::new(tokio::sync::Mutex::new(false));
+    let pool = AnyPoolOptions::new()
+        .max_connections(8)
+        .after_connect(move |conn, _| {
+            let laid = laid.clone();
+            Box::pin(async move {
+                let mut laid = laid.lock().await;
+                if !*laid {
+                    lay_out(conn, sqlite).await?;
+                    *laid = true;
+                }
+                Ok(())
+            })
+        })
+        .connect_lazy(url)?;
+    let db = Transactions::new(pool);
+    // `Any` does not know which database it talks to; SQLite needs its write lock up front.
+    Ok(if sqlite {
+        db.begin_statement("BEGIN IMMEDIATE")
+    } else {
+        db
     })
-    .collect()
+}
+
+fn lay_out(conn: &mut AnyConnection, sqlite: bool) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+    // WAL: readers do not wait for a writer, nor a writer for readers.
+    let sql = if sqlite {
+        concat!("PRAGMA journal_mode = WAL;", layout!())
+    } else {
+        layout!()
+    };
+    conn.execute(sqlx::raw_sql(sql)).map_ok(drop).boxed()
+}
+
+/// A fresh farm in a new SQLite file in the system's temporary directory. Files of farms whose
+/// process has ended are removed first.
+pub fn fresh() -> Db {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir();
+    sweep(&dir);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("http-batch-farm-{}-{n}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    connect(&format!("sqlite://{}?mode=rwc", path.display())).expect("a valid SQLite URL")
+}
+
+/// Removes the database files of farms whose process is gone (Linux: no `/proc/<pid>`).
+fn sweep(dir: &std::path::Path) {
+    if std::path::Path::new("/proc/self").exists() {
+        remove_files(dir, |pid| {
+            !std::path::Path::new("/proc").join(pid.to_string()).exists()
+        });
+    }
+}
+
+/// Removes the files of this process's fresh farms; for when their pools are closed.
+pub fn remove_fresh_files() {
+    let own = std::process::id();
+    remove_files(&std::env::temp_dir(), |pid| pid == own);
+}
+
+/// Removes the fresh farms' files (`http-batch-farm-<pid>-<n>.db`, with `-wal` and `-shm`)
+/// whose process id passes `remove`.
+fn remove_files(dir: &std::path::Path, remove: impl Fn(u32) -> bool) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("http-batch-farm-"))
+        else {
+            continue;
+        };
+        let pid = rest
+            .split_once('-')
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if pid.is_some_and(&remove) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The list etag: derived from every item's name and etag, in name order.
-fn list_etag(animals: &BTreeMap<String, Animal>) -> String {
+fn list_etag(animals: &[Animal]) -> String {
     let mut canon = String::new();
-    for a in animals.values() {
+    for a in animals {
         canon.push_str(&a.name);
         canon.push('\0');
         canon.push_str(&a.etag());
@@ -149,6 +257,8 @@ fn error(code: StatusCode, message: impl Into<String>) -> Response {
         StatusCode::CONFLICT => "ALREADY_EXISTS",
         StatusCode::PRECONDITION_FAILED => "FAILED_PRECONDITION",
         StatusCode::METHOD_NOT_ALLOWED => "INVALID_ARGUMENT",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "INVALID_ARGUMENT",
+        StatusCode::SERVICE_UNAVAILABLE => "UNAVAILABLE",
         _ => "UNKNOWN",
     };
     let body = json!({"error": {
@@ -208,38 +318,88 @@ fn with_etag(mut resp: Response, etag: &str) -> Response {
 }
 
 /// The fields of a POST/PUT body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct AnimalBody {
-    name: Option<String>,
-    age: Option<i64>,
-    color: Option<String>,
+    animal_name: Option<String>,
+    animal_age: Option<i64>,
+    pelt_color: Option<String>,
 }
 
-/// Parses a POST/PUT body; the error is the message of a 400.
-fn parse_body(body: &[u8]) -> Result<AnimalBody, String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("Invalid JSON payload: {e}"))?;
-    let obj = value
-        .as_object()
-        .ok_or("Invalid JSON payload: expected an object.")?;
-    let name = match obj.get("animalName") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err("animalName must be a string.".into()),
-    };
-    let age = match obj.get("animalAge") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_i64().ok_or("animalAge must be an integer.")?),
-    };
-    let color = match obj.get("peltColor") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err("peltColor must be a string.".into()),
-    };
-    Ok(AnimalBody { name, age, color })
+/// A body that is not an animal, as a 400 (or 415) in the farm's error shape.
+fn bad_body(rejection: JsonRejection) -> Response {
+    error(
+        rejection.status(),
+        format!("Invalid JSON payload: {}", rejection.body_text()),
+    )
 }
 
-async fn list_animals(State(animals): State<Animals>, headers: HeaderMap) -> Response {
-    let animals = animals.lock().unwrap();
+/// A database error as an answer, in the farm's error shape: 409 for a conflict with a
+/// concurrent change, 503 with `Retry-After` when the database is busy, else 500.
+fn db_failed(err: impl Into<DbError>) -> Response {
+    err.into().into_response()
+}
+
+/// The animal called `name`, if there is one.
+async fn find(tx: &mut Tx<Any>, name: &str) -> Result<Option<Animal>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as("SELECT name, age, color FROM animals WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(Animal::from_row))
+}
+
+/// Stores `animal` (new or replacing) and answers with it and its `ETag`.
+async fn store(mut tx: Tx<Any>, animal: Animal, created: bool) -> Response {
+    let sql = if created {
+        "INSERT INTO animals (name, age, color) VALUES ($1, $2, $3)"
+    } else {
+        "UPDATE animals SET age = $2, color = $3 WHERE name = $1"
+    };
+    let written = sqlx::query(sql)
+        .bind(&animal.name)
+        .bind(animal.age)
+        .bind(&animal.color)
+        .execute(&mut *tx)
+        .await;
+    match written {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return error(
+                StatusCode::CONFLICT,
+                format!("Animal '{}' already exists.", animal.name),
+            )
+        }
+        Err(e) => return db_failed(e),
+    }
+    if let Err(e) = tx.commit().await {
+        return db_failed(e);
+    }
+    let etag = animal.etag();
+    let resp = if created {
+        let location = format!("/farm/v1/animals/{}", animal.name);
+        (
+            StatusCode::CREATED,
+            [(header::LOCATION, location)],
+            Json(animal.to_json()),
+        )
+            .into_response()
+    } else {
+        Json(animal.to_json()).into_response()
+    };
+    with_etag(resp, &etag)
+}
+
+async fn list_animals(mut tx: Tx<Any>, headers: HeaderMap) -> Response {
+    let rows = sqlx::query_as::<_, Row>("SELECT name, age, color FROM animals")
+        .fetch_all(&mut *tx)
+        .await;
+    let mut animals: Vec<Animal> = match rows {
+        Ok(rows) => rows.into_iter().map(Animal::from_row).collect(),
+        Err(e) => return db_failed(e),
+    };
+    // Byte order, whatever the database's collation.
+    animals.sort_by(|a, b| a.name.cmp(&b.name));
     let etag = list_etag(&animals);
     if none_match_hits(&headers, &etag) {
         return with_etag(StatusCode::NOT_MODIFIED.into_response(), &etag);
@@ -247,19 +407,16 @@ async fn list_animals(State(animals): State<Animals>, headers: HeaderMap) -> Res
     let list = AnimalListJson {
         kind: "farm#animalList",
         etag: etag.clone(),
-        items: animals.values().map(Animal::to_json).collect(),
+        items: animals.iter().map(Animal::to_json).collect(),
     };
     with_etag(Json(list).into_response(), &etag)
 }
 
-async fn get_animal(
-    State(animals): State<Animals>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let animals = animals.lock().unwrap();
-    let Some(animal) = animals.get(&name) else {
-        return not_found(&name);
+async fn get_animal(mut tx: Tx<Any>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let animal = match find(&mut tx, &name).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return not_found(&name),
+        Err(e) => return db_failed(e),
     };
     let etag = animal.etag();
     if none_match_hits(&headers, &etag) {
@@ -268,37 +425,22 @@ async fn get_animal(
     with_etag(Json(animal.to_json()).into_response(), &etag)
 }
 
-async fn insert_animal(State(animals): State<Animals>, body: Bytes) -> Response {
-    let body = match parse_body(&body) {
+async fn insert_animal(tx: Tx<Any>, body: Result<Json<AnimalBody>, JsonRejection>) -> Response {
+    let Json(body) = match body {
         Ok(b) => b,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err(rejection) => return bad_body(rejection),
     };
-    let name = match body.name {
+    let name = match body.animal_name {
         Some(n) if !n.is_empty() && !n.contains('/') => n,
         Some(_) => return error(StatusCode::BAD_REQUEST, "animalName is not a valid name."),
         None => return error(StatusCode::BAD_REQUEST, "animalName is required."),
     };
-    let mut animals = animals.lock().unwrap();
-    if animals.contains_key(&name) {
-        return error(
-            StatusCode::CONFLICT,
-            format!("Animal '{name}' already exists."),
-        );
-    }
     let animal = Animal {
         name,
-        age: body.age,
-        color: body.color,
+        age: body.animal_age,
+        color: body.pelt_color,
     };
-    store(&mut animals, animal)
-}
-
-/// Stores `animal` under its name and answers with it and its `ETag`.
-fn store(animals: &mut BTreeMap<String, Animal>, animal: Animal) -> Response {
-    let etag = animal.etag();
-    let resp = Json(animal.to_json()).into_response();
-    animals.insert(animal.name.clone(), animal);
-    with_etag(resp, &etag)
+    store(tx, animal, true).await
 }
 
 fn precondition_failed(name: &str) -> Response {
@@ -309,45 +451,52 @@ fn precondition_failed(name: &str) -> Response {
 }
 
 async fn update_animal(
-    State(animals): State<Animals>,
+    mut tx: Tx<Any>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Json<AnimalBody>, JsonRejection>,
 ) -> Response {
-    let mut animals = animals.lock().unwrap();
-    let Some(current) = animals.get(&name) else {
-        return not_found(&name);
+    let current = match find(&mut tx, &name).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return not_found(&name),
+        Err(e) => return db_failed(e),
     };
     if !if_match_ok(&headers, &current.etag()) {
         return precondition_failed(&name);
     }
-    let body = match parse_body(&body) {
+    let Json(body) = match body {
         Ok(b) => b,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err(rejection) => return bad_body(rejection),
     };
     // The name in the path wins over any animalName in the body.
     let animal = Animal {
         name,
-        age: body.age,
-        color: body.color,
+        age: body.animal_age,
+        color: body.pelt_color,
     };
-    store(&mut animals, animal)
+    store(tx, animal, false).await
 }
 
-async fn delete_animal(
-    State(animals): State<Animals>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let mut animals = animals.lock().unwrap();
-    let Some(current) = animals.get(&name) else {
-        return not_found(&name);
+async fn delete_animal(mut tx: Tx<Any>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let current = match find(&mut tx, &name).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return not_found(&name),
+        Err(e) => return db_failed(e),
     };
     if !if_match_ok(&headers, &current.etag()) {
         return precondition_failed(&name);
     }
-    animals.remove(&name);
-    StatusCode::NO_CONTENT.into_response()
+    let deleted = sqlx::query("DELETE FROM animals WHERE name = $1")
+        .bind(&name)
+        .execute(&mut *tx)
+        .await;
+    if let Err(e) = deleted {
+        return db_failed(e);
+    }
+    match tx.commit().await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => db_failed(e),
+    }
 }
 
 #[derive(Serialize)]
@@ -442,14 +591,14 @@ async fn require_token(token: Arc<str>, req: Request, next: Next) -> Response {
     resp
 }
 
-/// The plain farm API, without batch support. With `Some(token)`, every
-/// `/farm/...` call needs `Authorization: Bearer <token>`. Each call gets its
-/// own fresh in-memory farm.
+/// The plain farm API, without batch support, on a fresh SQLite farm of its own (see
+/// [`fresh`]). With `Some(token)`, every `/farm/...` call needs `Authorization: Bearer <token>`.
 pub fn api(token: Option<String>) -> Router {
-    api_on(token, Arc::new(Mutex::new(initial_animals())))
+    api_on(token, fresh())
 }
 
-fn api_on(token: Option<String>, animals: Animals) -> Router {
+/// The plain farm API over `db`.
+pub fn api_on(token: Option<String>, db: Db) -> Router {
     let router = Router::new()
         .route("/farm/v1/animals", get(list_animals).post(insert_animal))
         .route(
@@ -460,7 +609,7 @@ fn api_on(token: Option<String>, animals: Animals) -> Router {
         .route("/farm/v1/slow/{ms}", get(slow))
         .route("/farm/v1/whoami", get(whoami))
         .fallback(fallback)
-        .with_state(animals);
+        .with_state(db);
     match token {
         Some(token) => {
             let token: Arc<str> = token.into();
@@ -482,7 +631,7 @@ async fn page() -> Html<&'static str> {
 /// CORS for the farm: any origin may call it, with the methods and headers `page.html` sends.
 pub fn cors() -> CorsLayer {
     CorsLayer::new()
-        .allow_origin(Any)
+        .allow_origin(AnyOrigin)
         .allow_methods([
             axum::http::Method::GET,
             axum::http::Method::POST,
@@ -502,11 +651,15 @@ pub fn cors() -> CorsLayer {
 /// The farm API with batch support in every dialect (see `dialects.rs`):
 /// Google's at `/batch` and `/batch/farm/v1`, OData 4 and 2 at
 /// `/odata/v4/farm/v1/$batch` and `/odata/v2/farm/v1/$batch`, Azure
-/// Storage's at `POST /farm/v1?restype=container&comp=batch`; the page at `/`; and CORS.
+/// Storage's at `POST /farm/v1?restype=container&comp=batch`; the page at `/`; and CORS. On a
+/// fresh SQLite farm of its own (see [`fresh`]).
 pub fn app(token: Option<String>) -> BatchRouter {
-    let animals: Animals = Arc::new(Mutex::new(initial_animals()));
-    let batched =
-        dialects::layer(animals.clone()).wrap_router(api_on(token, animals).route("/", get(page)));
+    app_on(token, fresh())
+}
+
+/// [`app`] over `db`.
+pub fn app_on(token: Option<String>, db: Db) -> BatchRouter {
+    let batched = dialects::layer(db.clone()).wrap_router(api_on(token, db).route("/", get(page)));
     // CORS wraps the batch layer, never the other way round. A browser sends one request for
     // the whole batch, so the preflight (`OPTIONS /batch/...`) and the
     // `Access-Control-Allow-Origin` it reads belong to that outer request: inside, the
@@ -521,11 +674,16 @@ pub fn app(token: Option<String>) -> BatchRouter {
 /// Serves [`app`] on 127.0.0.1 at a free port in a tokio task; returns the
 /// address once the listener is bound.
 pub async fn spawn(token: Option<String>) -> SocketAddr {
+    spawn_on(token, fresh()).await
+}
+
+/// Serves [`app_on`] `db` on 127.0.0.1 at a free port in a tokio task; returns the address.
+pub async fn spawn_on(token: Option<String>, db: Db) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local_addr");
-    let app = app(token);
+    let app = app_on(token, db);
     tokio::spawn(async move {
         axum::serve(listener, app).await.expect("farm server");
     });

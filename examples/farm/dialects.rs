@@ -11,66 +11,15 @@
 //! Item URLs resolve against the farm API's root `/farm/v1/`: `GET animals/pony` and
 //! `GET /farm/v1/animals/pony` are the same call.
 //!
-//! Change sets (OData only) run under a [`Snapshots`] transaction: the store is copied when the
-//! change set begins and put back when it rolls back. Change sets run one at a time. A write
-//! made outside any change set while one runs is undone with it if it rolls back; a store with
-//! real transactions (see the `sqlite_farm` example) has no such gap.
+//! Change sets (OData only) run in one database transaction each (`http_batch::sqlx`): every
+//! item's handler finds it through its `Tx` extractor, and the layer commits it when every
+//! item answered 2xx, else rolls it back. Concurrent change sets and calls are isolated by the
+//! database, not by a lock here.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-use futures_util::future::{BoxFuture, FutureExt};
 use http_batch::format::Dialect;
-use http_batch::{BatchLayer, BatchRoute, BoxError, Transact, Transaction, TransactionProvider};
+use http_batch::{BatchLayer, BatchRoute};
 
-use super::{Animal, Animals};
-
-/// Begins [`Snapshot`] transactions over the farm's store.
-#[derive(Clone)]
-pub(super) struct Snapshots {
-    animals: Animals,
-    one_at_a_time: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// One change set's transaction: the store as it was when the change set began.
-struct Snapshot {
-    animals: Animals,
-    saved: Mutex<Option<BTreeMap<String, Animal>>>,
-    turn: Mutex<Option<tokio::sync::OwnedMutexGuard<()>>>,
-}
-
-impl TransactionProvider for Snapshots {
-    fn begin(&self) -> BoxFuture<'static, Result<Transaction, BoxError>> {
-        let animals = self.animals.clone();
-        let lock = self.one_at_a_time.clone();
-        async move {
-            let turn = lock.lock_owned().await;
-            let saved = animals.lock().unwrap().clone();
-            Ok(Transaction::new(Snapshot {
-                animals,
-                saved: Mutex::new(Some(saved)),
-                turn: Mutex::new(Some(turn)),
-            }))
-        }
-        .boxed()
-    }
-}
-
-impl Transact for Snapshot {
-    fn commit(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-        self.saved.lock().unwrap().take();
-        self.turn.lock().unwrap().take();
-        async { Ok(()) }.boxed()
-    }
-
-    fn rollback(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-        if let Some(saved) = self.saved.lock().unwrap().take() {
-            *self.animals.lock().unwrap() = saved;
-        }
-        self.turn.lock().unwrap().take();
-        async { Ok(()) }.boxed()
-    }
-}
+use super::Db;
 
 /// Whether a request is an Azure Storage blob batch: `?restype=container&comp=batch`.
 fn azure_batch(req: &http::Request<()>) -> bool {
@@ -81,12 +30,8 @@ fn azure_batch(req: &http::Request<()>) -> bool {
     has("restype=container") && has("comp=batch")
 }
 
-/// The batch layer with every dialect's route over the farm's store.
-pub(super) fn layer(animals: Animals) -> BatchLayer {
-    let tx = Snapshots {
-        animals,
-        one_at_a_time: Arc::default(),
-    };
+/// The batch layer with every dialect's route; change sets run in transactions of `tx`.
+pub(super) fn layer(tx: Db) -> BatchLayer {
     BatchLayer::new()
         .route(BatchRoute::path("/batch"))
         .route(BatchRoute::path("/batch/farm/v1"))
