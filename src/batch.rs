@@ -148,12 +148,13 @@ where
         .service_root
         .as_deref()
         .or(config.service_root.as_deref());
+    let base = path::base_of(parts.uri.path());
     for item in &mut items {
         let Ok(request) = &mut item.request else {
             continue;
         };
-        let checked =
-            check_limits(request, &config.limits).and_then(|()| path::resolve(request.uri(), root));
+        let checked = check_limits(request, &config.limits)
+            .and_then(|()| path::resolve(request.uri(), base, root));
         match checked {
             Ok(Some(uri)) => *request.uri_mut() = uri,
             Ok(None) => {}
@@ -184,7 +185,7 @@ where
         graph = Some(group::chain(graph, items.len()));
     }
     let mut outer = Outer::new(&parts, &config);
-    outer.service_root = route.service_root.clone();
+    outer.for_route(route, base);
     let mut budget = None;
     if let Some((limit, weigh)) = &config.budget {
         let cost: u64 = items

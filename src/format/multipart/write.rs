@@ -1,5 +1,10 @@
 //! Writing strict multipart batch text: CRLF everywhere, an unquoted `[A-Za-z0-9_-]` boundary,
 //! no preamble or epilogue, and nested messages with a reason phrase and a `Content-Length`.
+//!
+//! Nested header names are written in their conventional capitalisation (`ETag`,
+//! `Content-Type`, `OData-EntityId`), as the family's servers write them: names are
+//! case-insensitive in HTTP, but clients read nested answers with their own text patterns
+//! (`@azure/data-tables` looks for `ETag: ` case-sensitively).
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 
+use crate::format::dialect::ChangeSetAnswers;
 use crate::format::Encoder;
 use crate::item::{GroupAnswers, ItemMeta};
 
@@ -43,6 +49,7 @@ pub enum ContentIdEcho {
 pub struct MultipartEncoder {
     boundary: String,
     echo: ContentIdEcho,
+    change_sets: ChangeSetAnswers,
 }
 
 impl MultipartEncoder {
@@ -52,7 +59,14 @@ impl MultipartEncoder {
         MultipartEncoder {
             boundary,
             echo: ContentIdEcho::ResponsePrefix,
+            change_sets: ChangeSetAnswers::Nested,
         }
+    }
+
+    /// Sets how change sets are laid out (default [`ChangeSetAnswers::Nested`]).
+    pub fn change_set_answers(mut self, shape: ChangeSetAnswers) -> Self {
+        self.change_sets = shape;
+        self
     }
 
     /// Sets how answer parts echo the request parts' `Content-ID`.
@@ -78,10 +92,16 @@ impl MultipartEncoder {
         }
     }
 
-    /// A change set's answer: a nested `multipart/mixed` of its items' answers, or, when it
-    /// failed, the failing answer alone, as a part of the batch.
+    /// A change set's answer, laid out as the dialect says (see [`ChangeSetAnswers`]): a nested
+    /// `multipart/mixed` of its items' answers, or, when it failed, the failing answer alone,
+    /// bare or wrapped; or every answer a part of the batch itself.
     fn change_set(&self, group: &GroupAnswers, out: &mut BytesMut) {
-        if group.failed {
+        let flat = match self.change_sets {
+            ChangeSetAnswers::Flat => true,
+            ChangeSetAnswers::Nested => group.failed,
+            ChangeSetAnswers::WrapFailed => false,
+        };
+        if flat {
             for (meta, res) in &group.answers {
                 write_part(&self.boundary, self.content_id(meta), res, out);
             }
@@ -137,10 +157,49 @@ fn put_headers(headers: &HeaderMap, out: &mut BytesMut) {
         if skip_header(name) {
             continue;
         }
-        out.put_slice(name.as_str().as_bytes());
+        put_name(name.as_str(), out);
         out.put_slice(b": ");
         out.put_slice(value.as_bytes());
         out.put_slice(b"\r\n");
+    }
+}
+
+/// Names whose conventional spelling is not plain title case (`Etag` would be wrong).
+const SPELLED: [(&str, &str); 11] = [
+    ("etag", "ETag"),
+    ("odata-version", "OData-Version"),
+    ("odata-entityid", "OData-EntityId"),
+    ("odata-maxversion", "OData-MaxVersion"),
+    ("dataserviceversion", "DataServiceVersion"),
+    ("maxdataserviceversion", "MaxDataServiceVersion"),
+    ("dataserviceid", "DataServiceId"),
+    ("content-id", "Content-ID"),
+    ("content-md5", "Content-MD5"),
+    ("www-authenticate", "WWW-Authenticate"),
+    ("te", "TE"),
+];
+
+/// Writes a header name (lower case, as `http` keeps it) in its conventional capitalisation:
+/// a few names as their specifications spell them, the `x-ms-` family in lower case as Azure
+/// writes it, and every other name in title case (`content-type` → `Content-Type`).
+fn put_name(name: &str, out: &mut BytesMut) {
+    // The common names are short, and a look at the table costs a few compares of their
+    // first byte; the rest is one pass over the name.
+    if let Some((_, spelled)) = SPELLED
+        .iter()
+        .find(|(lower, _)| lower.len() == name.len() && *lower == name)
+    {
+        out.put_slice(spelled.as_bytes());
+        return;
+    }
+    if name.starts_with("x-ms-") {
+        out.put_slice(name.as_bytes());
+        return;
+    }
+    let mut upper = true;
+    for &c in name.as_bytes() {
+        out.put_u8(if upper { c.to_ascii_uppercase() } else { c });
+        upper = c == b'-';
     }
 }
 
@@ -359,6 +418,23 @@ mod tests {
         assert_eq!(echo("item1"), "Content-ID: response-item1\r\n");
         assert_eq!(echo(""), "");
         assert_eq!(echo("a\rb"), "");
+    }
+
+    fn name(n: &str) -> String {
+        let mut out = BytesMut::new();
+        put_name(n, &mut out);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn conventional_header_names() {
+        assert_eq!(name("etag"), "ETag");
+        assert_eq!(name("content-type"), "Content-Type");
+        assert_eq!(name("location"), "Location");
+        assert_eq!(name("odata-entityid"), "OData-EntityId");
+        assert_eq!(name("x-ms-error-code"), "x-ms-error-code");
+        assert_eq!(name("x-custom-thing"), "X-Custom-Thing");
+        assert_eq!(name("a--b-"), "A--B-");
     }
 
     #[test]
