@@ -199,8 +199,29 @@ fn answer(
     (index, res)
 }
 
-/// Runs one change set in slot `index`: begin, each item in order, then commit or roll back.
+/// Runs one change set in slot `index`, and says who its members were, for a dialect that
+/// answers each of them (SharePoint's flat shape) even when the change set failed.
 pub(crate) async fn run(
+    launcher: Box<dyn Launch>,
+    index: usize,
+    group: GroupRun,
+    span: tracing::Span,
+) -> (usize, Response<Bytes>) {
+    let members: Vec<ItemMeta> = group
+        .items
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|m| m.meta.clone())
+        .collect();
+    let (index, mut res) = run_members(launcher, index, group, span).await;
+    res.extensions_mut()
+        .insert(crate::item::ChangeSetMembers(members));
+    (index, res)
+}
+
+/// Runs one change set in slot `index`: begin, each item in order, then commit or roll back.
+async fn run_members(
     mut launcher: Box<dyn Launch>,
     index: usize,
     group: GroupRun,

@@ -130,6 +130,12 @@ pub(crate) struct GroupAnswers {
     pub(crate) failed: bool,
 }
 
+/// Every member of a change set, in order, carried next to its [`GroupAnswers`]: a failed
+/// change set's answers hold only the failing item's, while a dialect that answers change sets
+/// flat answers each member.
+#[derive(Clone, Debug)]
+pub(crate) struct ChangeSetMembers(pub(crate) Vec<ItemMeta>);
+
 /// How many bytes an answer's body holds, a change set's answers counted in full (the one
 /// response that stands for a change set has an empty body of its own).
 pub(crate) fn answer_len(response: &http::Response<Bytes>) -> usize {

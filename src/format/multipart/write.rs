@@ -15,7 +15,7 @@ use http::{Request, Response, StatusCode};
 
 use crate::format::dialect::ChangeSetAnswers;
 use crate::format::Encoder;
-use crate::item::{GroupAnswers, ItemMeta};
+use crate::item::{ChangeSetMembers, GroupAnswers, ItemMeta};
 
 /// A fresh random boundary: `batch_` and 32 hex digits.
 pub fn new_boundary() -> String {
@@ -95,7 +95,31 @@ impl MultipartEncoder {
     /// A change set's answer, laid out as the dialect says (see [`ChangeSetAnswers`]): a nested
     /// `multipart/mixed` of its items' answers, or, when it failed, the failing answer alone,
     /// bare or wrapped; or every answer a part of the batch itself.
-    fn change_set(&self, group: &GroupAnswers, out: &mut BytesMut) {
+    ///
+    /// A failed change set answered flat answers every member, as SharePoint's clients match
+    /// answers to requests by position: the failing one with its own answer, the others with
+    /// `424` saying they were rolled back or not run.
+    fn change_set(
+        &self,
+        group: &GroupAnswers,
+        members: Option<&ChangeSetMembers>,
+        out: &mut BytesMut,
+    ) {
+        if self.change_sets == ChangeSetAnswers::Flat && group.failed {
+            if let (Some(members), Some((failing, answer))) = (members, group.answers.first()) {
+                let mut before = true;
+                for meta in &members.0 {
+                    let id = self.content_id(meta);
+                    if meta.index == failing.index {
+                        before = false;
+                        write_part(&self.boundary, id, answer, out);
+                    } else {
+                        write_part(&self.boundary, id, &not_kept(before, failing.index), out);
+                    }
+                }
+                return;
+            }
+        }
         let flat = match self.change_sets {
             ChangeSetAnswers::Flat => true,
             ChangeSetAnswers::Nested => group.failed,
@@ -129,7 +153,8 @@ impl Encoder for MultipartEncoder {
 
     fn item(&mut self, meta: &ItemMeta, response: &Response<Bytes>, out: &mut BytesMut) {
         if let Some(group) = response.extensions().get::<GroupAnswers>() {
-            self.change_set(group, out);
+            let members = response.extensions().get::<ChangeSetMembers>();
+            self.change_set(group, members, out);
             return;
         }
         // The decoder keeps the raw `Content-ID` only when it is not the plain `<id>`.
@@ -142,6 +167,32 @@ impl Encoder for MultipartEncoder {
         out.put_slice(self.boundary.as_bytes());
         out.put_slice(b"--\r\n");
     }
+}
+
+/// The answer of a change-set member whose work was not kept: it ran and was rolled back
+/// (`before` the failing item), or it was not run (after it).
+fn not_kept(before: bool, failing: usize) -> Response<Bytes> {
+    let message = if before {
+        format!(
+            "rolled back: a later item of the same change set (item {failing} of the batch, \
+             counting from 0) failed, so nothing of the change set was kept"
+        )
+    } else {
+        format!(
+            "not run: an earlier item of the same change set (item {failing} of the batch, \
+             counting from 0) failed"
+        )
+    };
+    let body = serde_json::json!({
+        "error": { "code": "ChangeSetFailed", "message": { "lang": "en-US", "value": message } }
+    });
+    let mut res = Response::new(Bytes::from(body.to_string()));
+    *res.status_mut() = StatusCode::FAILED_DEPENDENCY;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
 }
 
 /// Headers the part writer sets itself or that make no sense inside a part.
