@@ -245,6 +245,83 @@ async fn tables(
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// A SharePoint list: `web/lists/getByTitle('Animals')/items` and `.../items({id})`.
+
+const SP_JSON: &str = "application/json;odata=nometadata;charset=utf-8";
+
+fn sp_error(status: StatusCode, message: &str) -> Response {
+    let body = json!({ "odata.error": {
+        "code": "-2130575155, Microsoft.SharePoint.SPException",
+        "message": { "lang": "en-US", "value": message },
+    }});
+    json_response(status, SP_JSON, &body)
+}
+
+async fn sharepoint(
+    Extension(store): Extension<Store>,
+    method: Method,
+    Path(rest): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(tail) = rest.strip_prefix("web/lists/getByTitle('Animals')/items") else {
+        return sp_error(StatusCode::NOT_FOUND, &format!("no resource `{rest}`"));
+    };
+    let id: Option<u64> = match tail {
+        "" => None,
+        t => match t.strip_prefix('(').and_then(|t| t.strip_suffix(')')) {
+            Some(n) => match n.parse() {
+                Ok(n) => Some(n),
+                Err(_) => return sp_error(StatusCode::BAD_REQUEST, "bad item id"),
+            },
+            None => return sp_error(StatusCode::NOT_FOUND, &format!("no resource `{rest}`")),
+        },
+    };
+    let fields: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut store = store.lock().unwrap();
+    match (method.as_str(), id) {
+        ("GET", None) => {
+            let items: Vec<Value> = store
+                .iter()
+                .filter(|(k, _)| k.starts_with("sp/item/"))
+                .map(|(_, v)| v.clone())
+                .collect();
+            json_response(StatusCode::OK, SP_JSON, &json!({ "value": items }))
+        }
+        ("GET", Some(id)) => match store.get(&format!("sp/item/{id:08}")) {
+            Some(item) => json_response(StatusCode::OK, SP_JSON, item),
+            None => sp_error(StatusCode::NOT_FOUND, "Item does not exist."),
+        },
+        ("POST", None) => {
+            let Some(title) = fields["Title"].as_str() else {
+                return sp_error(StatusCode::BAD_REQUEST, "Title is required.");
+            };
+            if title == "bad" {
+                return sp_error(StatusCode::BAD_REQUEST, "The list refuses the title `bad`.");
+            }
+            let next = store.get("sp/next").and_then(Value::as_u64).unwrap_or(1);
+            store.insert("sp/next".into(), json!(next + 1));
+            let item = json!({ "Id": next, "Title": title });
+            store.insert(format!("sp/item/{next:08}"), item.clone());
+            json_response(StatusCode::CREATED, SP_JSON, &item)
+        }
+        ("MERGE" | "PATCH", Some(id)) => match store.get_mut(&format!("sp/item/{id:08}")) {
+            Some(item) => {
+                for (k, v) in fields.as_object().into_iter().flatten() {
+                    item[k] = v.clone();
+                }
+                StatusCode::NO_CONTENT.into_response()
+            }
+            None => sp_error(StatusCode::NOT_FOUND, "Item does not exist."),
+        },
+        ("DELETE", Some(id)) => match store.remove(&format!("sp/item/{id:08}")) {
+            Some(_) => StatusCode::OK.into_response(),
+            None => sp_error(StatusCode::NOT_FOUND, "Item does not exist."),
+        },
+        _ => sp_error(StatusCode::METHOD_NOT_ALLOWED, "not here"),
+    }
+}
+
 async fn spawn(app: Router) -> SocketAddr {
     support::serve(app).await
 }
@@ -361,4 +438,66 @@ async fn azure_tables_js_transactions_commit_and_roll_back() {
     let store = store.lock().unwrap();
     assert!(!store.contains_key("animals/farm/cow"), "{store:?}");
     assert!(!store.contains_key("animals/farm/pony"), "{store:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pnp_sp_change_sets_commit_and_roll_back() {
+    let Some(modules) = node_modules().await else {
+        return;
+    };
+    let store = Store::default();
+    let snapshots = Snapshots {
+        store: store.clone(),
+        turn: Arc::default(),
+    };
+    // PnP posts to `{site}/_api/$batch` and names items `http://host{site}/_api/web/...`; the
+    // app serves the site's API at `/app/sp`.
+    let api = Router::new()
+        .route("/app/sp/{*rest}", any(sharepoint))
+        .route("/sites/farm/_api/{*rest}", any(sharepoint))
+        .layer(Extension(store.clone()));
+    let app = BatchLayer::new()
+        .route(
+            BatchRoute::path("/sites/farm/_api/$batch")
+                .dialect(Dialect::sharepoint())
+                .service_root("/app/sp")
+                .transactions(snapshots),
+        )
+        .wrap_router(api);
+    let addr = spawn(app.into()).await;
+    let s = node(
+        &modules,
+        "pnp_sp.mjs",
+        &[format!("http://{addr}/sites/farm")],
+    )
+    .await;
+    eprintln!("{s}");
+    assert_eq!(s["version"], "4.21.0");
+
+    let commit = &s["commit"];
+    assert_eq!(commit["execute"]["ok"], true, "{s:#}");
+    assert_eq!(commit["results"][0]["ok"], true, "{s:#}");
+    assert_eq!(commit["results"][0]["value"], json!([]), "{s:#}");
+    assert_eq!(commit["results"][1]["value"]["Title"], "pony", "{s:#}");
+    assert_eq!(commit["results"][2]["value"]["Title"], "hen", "{s:#}");
+    assert_eq!(commit["results"][2]["value"]["Id"], 2, "{s:#}");
+
+    // Each request of the rolled-back change set is told it failed: the create that ran was
+    // undone (424), the one that failed says why (400).
+    let rollback = &s["rollback"];
+    assert_eq!(rollback["execute"]["ok"], true, "{s:#}");
+    assert_eq!(rollback["results"][0]["ok"], false, "{s:#}");
+    assert_eq!(rollback["results"][0]["status"], 424, "{s:#}");
+    assert_eq!(rollback["results"][1]["ok"], false, "{s:#}");
+    assert_eq!(rollback["results"][1]["status"], 400, "{s:#}");
+
+    let later = &s["updateAndDelete"];
+    assert_eq!(later["execute"]["ok"], true, "{s:#}");
+    assert_eq!(later["results"][0]["ok"], true, "{s:#}");
+    assert_eq!(later["results"][1]["ok"], true, "{s:#}");
+    assert_eq!(
+        s["after"]["value"],
+        json!([{ "Id": 1, "Title": "pony2" }]),
+        "{s:#}"
+    );
 }
