@@ -322,6 +322,101 @@ async fn sharepoint(
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// An OData 4 entity set: `animals` and `animals('{name}')`.
+
+const ODATA_JSON: &str = "application/json;odata.metadata=minimal";
+
+fn odata_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "error": { "code": code, "message": message } });
+    let mut res = json_response(status, ODATA_JSON, &body);
+    res.headers_mut()
+        .insert("odata-version", HeaderValue::from_static("4.0"));
+    res
+}
+
+async fn odata_v4(
+    Extension(store): Extension<Store>,
+    method: Method,
+    Path(seg): Path<String>,
+    body: Bytes,
+) -> Response {
+    let key = match seg.strip_prefix("animals") {
+        Some("") => None,
+        Some(rest) => match rest.strip_prefix("('").and_then(|r| r.strip_suffix("')")) {
+            Some(name) => Some(name.replace("''", "'")),
+            None => return odata_error(StatusCode::BAD_REQUEST, "BadRequest", "bad key predicate"),
+        },
+        None => return odata_error(StatusCode::NOT_FOUND, "NotFound", "no such entity set"),
+    };
+    let fields: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut store = store.lock().unwrap();
+    match (method.as_str(), key) {
+        ("GET", None) => {
+            let value: Vec<Value> = store
+                .iter()
+                .filter(|(k, _)| k.starts_with("v4/"))
+                .map(|(_, v)| v.clone())
+                .collect();
+            json_response(
+                StatusCode::OK,
+                ODATA_JSON,
+                &json!({ "@odata.context": "$metadata#animals", "value": value }),
+            )
+        }
+        ("GET", Some(name)) => match store.get(&format!("v4/{name}")) {
+            Some(e) => json_response(StatusCode::OK, ODATA_JSON, e),
+            None => odata_error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("no animal `{name}`"),
+            ),
+        },
+        ("POST", None) => {
+            let (Some(name), Some(age)) = (fields["name"].as_str(), fields["age"].as_i64()) else {
+                return odata_error(StatusCode::BAD_REQUEST, "BadRequest", "name and age needed");
+            };
+            if age < 0 {
+                return odata_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "age must not be negative",
+                );
+            }
+            let entity = json!({ "name": name, "age": age });
+            store.insert(format!("v4/{name}"), entity.clone());
+            let mut res = json_response(StatusCode::CREATED, ODATA_JSON, &entity);
+            let location = format!("animals('{name}')");
+            if let Ok(v) = HeaderValue::try_from(location) {
+                res.headers_mut().insert("location", v);
+            }
+            res
+        }
+        ("PATCH", Some(name)) => match store.get_mut(&format!("v4/{name}")) {
+            Some(e) => {
+                for (k, v) in fields.as_object().into_iter().flatten() {
+                    e[k] = v.clone();
+                }
+                StatusCode::NO_CONTENT.into_response()
+            }
+            None => odata_error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("no animal `{name}`"),
+            ),
+        },
+        ("DELETE", Some(name)) => match store.remove(&format!("v4/{name}")) {
+            Some(_) => StatusCode::NO_CONTENT.into_response(),
+            None => odata_error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("no animal `{name}`"),
+            ),
+        },
+        _ => odata_error(StatusCode::METHOD_NOT_ALLOWED, "NotAllowed", "not here"),
+    }
+}
+
 async fn spawn(app: Router) -> SocketAddr {
     support::serve(app).await
 }
@@ -500,4 +595,71 @@ async fn pnp_sp_change_sets_commit_and_roll_back() {
         json!([{ "Id": 1, "Title": "pony2" }]),
         "{s:#}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ojs_batches_with_absolute_item_urls() {
+    let Some(modules) = node_modules().await else {
+        return;
+    };
+    let store = Store::default();
+    let snapshots = Snapshots {
+        store: store.clone(),
+        turn: Arc::default(),
+    };
+    // o.js names items `http://host/odata/v4/app/animals...`; the app serves them at `/app/v4`.
+    let api = Router::new()
+        .route("/app/v4/{seg}", any(odata_v4))
+        .route("/odata/v4/app/{seg}", any(odata_v4))
+        .layer(Extension(store.clone()));
+    let app = BatchLayer::new()
+        .route(
+            BatchRoute::path("/odata/v4/app/$batch")
+                .dialect(Dialect::odata_v4())
+                .service_root("/app/v4")
+                .transactions(snapshots),
+        )
+        .wrap_router(api);
+    let addr = spawn(app.into()).await;
+    let s = node(
+        &modules,
+        "ojs_batch.mjs",
+        &[format!("http://{addr}/odata/v4/app/")],
+    )
+    .await;
+    eprintln!("{s}");
+    assert_eq!(s["version"], "2.0.1");
+
+    // A committed change set, read by o.js as the change set's answers.
+    let commit = &s["commit"]["value"];
+    assert_eq!(commit[0]["status"], 201, "{s:#}");
+    assert_eq!(commit[0]["contentId"], 1, "{s:#}");
+    assert_eq!(commit[0]["body"]["name"], "pony", "{s:#}");
+    assert_eq!(commit[1]["status"], 201, "{s:#}");
+
+    let reads = &s["reads"]["value"];
+    assert_eq!(reads[0]["body"]["age"], 3, "{s:#}");
+    assert_eq!(reads[1]["body"]["name"], "hen", "{s:#}");
+    assert_eq!(reads[2]["status"], 404, "{s:#}");
+    // OData stops at the first failure unless asked to go on.
+    assert_eq!(reads[3]["status"], 424, "{s:#}");
+
+    // The failed change set is the failing answer alone (OData 4), and nothing of it is kept.
+    let rollback = s["rollback"]["value"].as_array().unwrap();
+    assert_eq!(rollback.len(), 1, "{s:#}");
+    assert_eq!(rollback[0]["status"], 400, "{s:#}");
+    assert_eq!(
+        rollback[0]["body"]["error"]["message"],
+        "age must not be negative"
+    );
+
+    let later = &s["updateAndDelete"]["value"];
+    assert_eq!(later[0]["status"], 204, "{s:#}");
+    assert_eq!(later[1]["status"], 204, "{s:#}");
+    assert_eq!(
+        s["after"]["value"],
+        json!([{ "name": "hen", "age": 2 }]),
+        "{s:#}"
+    );
+    assert!(!store.lock().unwrap().contains_key("v4/cow"));
 }
