@@ -5,16 +5,19 @@
 //!   rolled-back transaction reported as failed (`Dialect::azure_tables`);
 //! - `@pnp/sp` (JS): SharePoint's `_api/$batch`, a change set that commits and one that rolls
 //!   back, each answer matched by position (`Dialect::sharepoint`);
-//! - `odata` (o.js, JS) 2.x with its default absolute item URLs and change sets (OData 4).
+//! - `odata` (o.js, JS) 2.x with its default absolute item URLs and change sets (OData 4);
+//! - `gcsfs` (Python): one batch deleting objects whose names hold `/` and spaces, sent as
+//!   `%2F` and `%20` inside one segment (`BatchRoute::encoded_slashes`).
 //!
 //! Each service is a small in-memory store of the test's own (the farm example has no tables,
 //! lists or OData entity sets), served under an internal root (`/app/...`) that differs from the
 //! URLs the clients see, so the batch's base must be mapped onto it. Change sets run under a
 //! snapshot transaction: the store is copied when one begins and put back if it rolls back.
 //!
-//! The clients are installed by `scripts/js-deps.sh` (pinned in `tests/js/package-lock.json`,
-//! under `target/js`); a test is skipped, saying why, only when npm cannot reach the registry
-//! or Node.js cannot be had.
+//! The JS clients are installed by `scripts/js-deps.sh` (pinned in
+//! `tests/js/package-lock.json`, under `target/js`); a test is skipped, saying why, only when
+//! npm cannot reach the registry or Node.js cannot be had. gcsfs is installed in the interop
+//! virtualenv by `scripts/python-venv.sh`.
 
 mod support;
 
@@ -417,6 +420,93 @@ async fn odata_v4(
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Google Cloud Storage objects: `b/{bucket}/o` and `b/{bucket}/o/{object}`.
+
+fn gcs_error(status: StatusCode, message: &str) -> Response {
+    let body = json!({ "error": { "code": status.as_u16(), "message": message } });
+    json_response(status, "application/json; charset=UTF-8", &body)
+}
+
+fn gcs_object(bucket: &str, name: &str, data: &str) -> Value {
+    json!({
+        "kind": "storage#object",
+        "bucket": bucket,
+        "name": name,
+        "size": data.len().to_string(),
+        "generation": "1",
+        "updated": "2026-01-01T00:00:00.000Z",
+        "timeCreated": "2026-01-01T00:00:00.000Z",
+        "contentType": "application/octet-stream",
+    })
+}
+
+async fn gcs_one(
+    Extension(store): Extension<Store>,
+    method: Method,
+    Path((bucket, name)): Path<(String, String)>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let key = format!("gcs/{bucket}/{name}");
+    let mut store = store.lock().unwrap();
+    match method.as_str() {
+        "GET" => match store.get(&key).and_then(Value::as_str) {
+            Some(data) if query.as_deref().is_some_and(|q| q.contains("alt=media")) => {
+                data.to_owned().into_response()
+            }
+            Some(data) => json_response(
+                StatusCode::OK,
+                "application/json; charset=UTF-8",
+                &gcs_object(&bucket, &name, data),
+            ),
+            None => gcs_error(
+                StatusCode::NOT_FOUND,
+                &format!("No such object: {bucket}/{name}"),
+            ),
+        },
+        "DELETE" => match store.remove(&key) {
+            Some(_) => StatusCode::NO_CONTENT.into_response(),
+            None => gcs_error(
+                StatusCode::NOT_FOUND,
+                &format!("No such object: {bucket}/{name}"),
+            ),
+        },
+        _ => gcs_error(StatusCode::METHOD_NOT_ALLOWED, "not here"),
+    }
+}
+
+async fn gcs_list(
+    Extension(store): Extension<Store>,
+    Path(bucket): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    let prefix = q.get("prefix").cloned().unwrap_or_default();
+    let delimiter = q.get("delimiter").cloned().unwrap_or_default();
+    let store = store.lock().unwrap();
+    let mut items = Vec::new();
+    let mut prefixes = std::collections::BTreeSet::new();
+    let under = format!("gcs/{bucket}/");
+    for (k, v) in store.range(under.clone()..) {
+        let Some(name) = k.strip_prefix(&under) else {
+            break;
+        };
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        match (delimiter.is_empty(), rest.find(&delimiter)) {
+            (false, Some(at)) => {
+                prefixes.insert(format!("{prefix}{}", &rest[..at + delimiter.len()]));
+            }
+            _ => items.push(gcs_object(&bucket, name, v.as_str().unwrap_or(""))),
+        }
+    }
+    json_response(
+        StatusCode::OK,
+        "application/json; charset=UTF-8",
+        &json!({ "kind": "storage#objects", "items": items, "prefixes": prefixes }),
+    )
+}
+
 async fn spawn(app: Router) -> SocketAddr {
     support::serve(app).await
 }
@@ -662,4 +752,108 @@ async fn ojs_batches_with_absolute_item_urls() {
         "{s:#}"
     );
     assert!(!store.lock().unwrap().contains_key("v4/cow"));
+}
+
+/// The interop virtualenv's python (`scripts/python-venv.sh`).
+async fn python() -> String {
+    let out = Command::new("bash")
+        .arg(root().join("scripts/python-venv.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .expect("run scripts/python-venv.sh");
+    assert!(out.status.success(), "python-venv.sh failed");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout
+        .lines()
+        .last()
+        .expect("python path")
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcsfs_deletes_names_with_slashes_and_spaces_in_one_batch() {
+    let store = Store::default();
+    for (name, data) in [
+        ("bkt/dir/name", "abc"),
+        ("bkt/with space/a b.txt", "de"),
+        ("bkt/keep", "f"),
+    ] {
+        store
+            .lock()
+            .unwrap()
+            .insert(format!("gcs/{name}"), json!(data));
+    }
+    let batches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = batches.clone();
+    // The service is published under `/storage.googleapis.com`; batch items name objects by
+    // Google's absolute paths (`/storage/v1/b/...`), which the app serves.
+    let api = Router::new()
+        .route(
+            "/storage.googleapis.com/storage/v1/b/{bucket}/o",
+            axum::routing::get(gcs_list),
+        )
+        .route(
+            "/storage.googleapis.com/storage/v1/b/{bucket}/o/{object}",
+            any(gcs_one),
+        )
+        .route(
+            "/storage.googleapis.com/download/storage/v1/b/{bucket}/o/{object}",
+            any(gcs_one),
+        )
+        .route("/storage/v1/b/{bucket}/o/{object}", any(gcs_one))
+        .layer(Extension(store.clone()));
+    let app = BatchLayer::new()
+        .route(
+            BatchRoute::path("/storage.googleapis.com/batch/storage/v1")
+                .encoded_slashes()
+                .and_when(move |_| {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    true
+                }),
+        )
+        .wrap_router(api);
+    let addr = spawn(app.into()).await;
+    let py = python().await;
+    let run = Command::new(py)
+        .arg(root().join("tests/python/gcsfs_batch.py"))
+        .arg(format!("http://{addr}/storage.googleapis.com"))
+        .stderr(Stdio::piped())
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("gcsfs_batch.py finished within 60 s")
+        .expect("run gcsfs_batch.py");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "gcsfs_batch.py failed:\n{stdout}\n{stderr}"
+    );
+    let s: Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("summary is not JSON ({e}):\n{stdout}\n{stderr}"));
+    eprintln!("{s}");
+    assert_eq!(s["version"], "2026.10.1");
+    assert_eq!(s["on_google"], true, "{s:#}");
+    assert_eq!(
+        s["before"],
+        json!({ "bkt/dir/name": true, "bkt/with space/a b.txt": true, "bkt/keep": true })
+    );
+    assert_eq!(s["cat"], "abc");
+    // The client's verdict: both paths deleted, no error.
+    assert_eq!(
+        s["rm"],
+        json!(["bkt/dir/name", "bkt/with space/a b.txt"]),
+        "{s:#}"
+    );
+    assert_eq!(
+        s["after"],
+        json!({ "bkt/dir/name": false, "bkt/with space/a b.txt": false, "bkt/keep": true }),
+        "{s:#}"
+    );
+    // One batch carried both deletes.
+    assert_eq!(batches.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let store = store.lock().unwrap();
+    assert_eq!(store.keys().collect::<Vec<_>>(), ["gcs/bkt/keep"]);
 }
