@@ -233,7 +233,7 @@ const SPELLED: [(&str, &str); 11] = [
 /// Writes a header name (lower case, as `http` keeps it) in its conventional capitalisation:
 /// a few names as their specifications spell them, the `x-ms-` family in lower case as Azure
 /// writes it, and every other name in title case (`content-type` → `Content-Type`).
-fn put_name(name: &str, out: &mut BytesMut) {
+pub(crate) fn put_name(name: &str, out: &mut BytesMut) {
     // The common names are short, and a look at the table costs a few compares of their
     // first byte; the rest is one pass over the name.
     if let Some((_, spelled)) = SPELLED
