@@ -143,7 +143,7 @@ async fn snippet_7() -> Result<(), BoxError> {
 
 /// The transaction provider the README's dialect snippet assumes.
 #[derive(Default)]
-struct Snapshots;
+struct Snapshots(());
 
 impl http_batch::TransactionProvider for Snapshots {
     fn begin(
