@@ -97,8 +97,9 @@ pub(crate) fn decoded(path: &str) -> Result<Cow<'_, str>, ItemError> {
 }
 
 /// The path percent-decoded, for policies to compare; an encoded `/` or `\` is refused unless
-/// `slashes` is set, and then it is decoded like any other byte, so that a policy sees
-/// `/admin%2Fx` as `/admin/x`.
+/// `slashes` is set. Then either is read as `/`, and a run of them as one, so that a policy sees
+/// `/admin%2Fx`, `/admin%5Cx` and `/admin%2F%2Fx` as `/admin/x`: stricter than any router that
+/// keeps them inside one segment, never looser than one that splits on them.
 pub(crate) fn decode(path: &str, slashes: bool) -> Result<Cow<'_, str>, ItemError> {
     if !path.contains('%') {
         return Ok(Cow::Borrowed(path));
@@ -111,12 +112,19 @@ pub(crate) fn decode(path: &str, slashes: bool) -> Result<Cow<'_, str>, ItemErro
         if c == b'%' && i + 2 < bytes.len() {
             if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
                 let b = h << 4 | l;
-                if !slashes && (b == b'/' || b == b'\\') {
-                    return Err(ItemError::bad_request(format!(
-                        "item path `{path}` contains an encoded `/` or `\\`; send the path \
-                         unencoded (a route that serves names with `/` in them can accept it with \
-                         `BatchRoute::encoded_slashes`)"
-                    )));
+                if b == b'/' || b == b'\\' {
+                    if !slashes {
+                        return Err(ItemError::bad_request(format!(
+                            "item path `{path}` contains an encoded `/` or `\\`; send the path \
+                             unencoded (a route that serves names with `/` in them can accept \
+                             it with `BatchRoute::encoded_slashes`)"
+                        )));
+                    }
+                    if out.last() != Some(&b'/') {
+                        out.push(b'/');
+                    }
+                    i += 3;
+                    continue;
                 }
                 out.push(b);
                 i += 3;
@@ -217,6 +225,9 @@ mod tests {
     fn encoded_slashes_by_choice() {
         assert_eq!(decode("/o/dir%2Fname", true).unwrap(), "/o/dir/name");
         assert_eq!(decode("/admin%2fx", true).unwrap(), "/admin/x");
+        assert_eq!(decode("/admin%5Cx", true).unwrap(), "/admin/x");
+        assert_eq!(decode("/admin%2F%2F%5cx", true).unwrap(), "/admin/x");
+        assert_eq!(decode("/admin/%2Fx", true).unwrap(), "/admin/x");
         assert!(decode("/o/dir%2Fname", false).is_err());
     }
 

@@ -559,8 +559,13 @@ async fn change_set_answers_are_shaped_per_dialect() {
 /// the layer's policies still read them decoded.
 #[tokio::test]
 async fn encoded_slashes_by_choice_with_policies_decoded() {
-    let storage =
-        |layer: BatchLayer| layer.deny_path_prefixes(["/storage/v1/b/bkt/o/secret", "/admin"]);
+    let storage = |layer: BatchLayer| {
+        layer.deny_path_prefixes([
+            "/storage/v1/b/bkt/o/secret",
+            "/admin",
+            "/storage/v1/b/bkt/o/private/area",
+        ])
+    };
     let open =
         storage(BatchLayer::new().route(BatchRoute::path("/batch/storage/v1").encoded_slashes()));
     let addr = spawn_fidelity(open).await;
@@ -579,6 +584,8 @@ async fn encoded_slashes_by_choice_with_policies_decoded() {
                     "DELETE /storage/v1/b/bkt/o/x%2F..%2F..%2F..%2F..%2Fadmin HTTP/1.1",
                 ),
                 ("5", "DELETE /admin%2Fx HTTP/1.1"),
+                ("6", "DELETE /storage/v1/b/bkt/o/secret%5Cx HTTP/1.1"),
+                ("7", "DELETE /storage/v1/b/bkt/o/private%2F%2Farea HTTP/1.1"),
             ],
         ),
         &[],
@@ -611,6 +618,10 @@ async fn encoded_slashes_by_choice_with_policies_decoded() {
         "{}",
         parts[4].text
     );
+    // `\` and runs of encoded slashes read as one `/` for policies.
+    for p in &parts[5..] {
+        assert_eq!(p.status_line, "HTTP/1.1 403 Forbidden", "{}", p.text);
+    }
 
     // By default such a name is refused, in words.
     let closed = storage(BatchLayer::new().route(BatchRoute::path("/batch/storage/v1")));

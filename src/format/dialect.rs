@@ -37,7 +37,7 @@
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
-pub use super::multipart::write::ContentIdEcho;
+pub use super::multipart::write::{ChangeSetAnswers, ContentIdEcho};
 
 /// How the boundaries of an answer are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,37 +64,6 @@ pub enum ChangeSets {
     /// when one of their items fails. Only where asked for by name
     /// ([`Dialect::allow_non_atomic_change_sets`]).
     NonAtomic,
-}
-
-/// How a change set's answer is laid out in a multipart batch answer.
-///
-/// What the family's servers send, as found in specifications, captures, and the parsers of
-/// the clients that read them:
-/// - OData 4.0 (Part 1, 11.7.4 "Responding to a Batch Request"): a committed change set is a
-///   nested `multipart/mixed` part; a failed one is "a single response, using the
-///   application/http media type", at the batch level.
-/// - OData 1–3 as Microsoft's servers write it (WCF Data Services, followed by Azure Tables): a
-///   failed change set is still a `multipart/mixed` part, a `changesetresponse_` holding the one
-///   failed answer ([MS-ODATA] 2.2.7.6.8 shows the nested form; the Web API OData tracker's
-///   WCF capture of a change set that failed in its second request shows the wrap). The Azure
-///   Tables JS client (`@azure/data-tables` 13.x, `parseTransactionResponse`) splits the body
-///   on `--changesetresponse_` and reads nothing else, so a bare failure reads as success.
-/// - SharePoint's `_api/$batch` runs change-set members one by one, without a transaction
-///   (Microsoft's "Make batch requests with the REST APIs": "aren't transactional"), and
-///   answers each at the top level; PnPjs (`@pnp/sp` 4.x, `parseResponse`) and
-///   office365-rest-python-client read only `--batchresponse_` parts and match them to their
-///   requests by position.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ChangeSetAnswers {
-    /// A committed change set nested, a failed one's answer a bare part of the batch (OData 4,
-    /// and OData 2 as SAP's servers answer it).
-    Nested,
-    /// Nested whether it committed or failed: a failed change set is a change-set part that
-    /// holds the failing answer (WCF Data Services, Azure Tables).
-    WrapFailed,
-    /// Every answer of a change set a part of the batch itself, in order (SharePoint).
-    Flat,
 }
 
 /// The rules of one kind of batch client: see the [module docs](self).
