@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs (idempotently) the pinned JavaScript packages for the interop and browser tests
-# (tests/js/package.json + package-lock.json, used by tests/graph_js.rs and tests/browser.rs)
+# (tests/js/package.json + package-lock.json, used by tests/graph_js.rs, tests/browser.rs,
+# tests/odata_clients.rs and tests/dialect_clients.rs)
 # into target/js.
 #
 # Usage: scripts/js-deps.sh
@@ -60,7 +61,7 @@ if ! (cd "$DIR" && "$NPM" ci --no-audit --no-fund --loglevel=error >&2); then
 fi
 
 # A broken install is a real failure, not a skip.
-(cd "$DIR" && node -e 'require("@microsoft/microsoft-graph-client"); require("playwright-core"); require("@odata/client")') >&2
+(cd "$DIR" && node -e 'require("@microsoft/microsoft-graph-client"); require("playwright-core"); require("@odata/client"); require("odata"); require("@azure/data-tables")' && node --input-type=module -e 'await import("@pnp/sp"); await import("@pnp/queryable")') >&2
 
 printf '%s' "$WANT" >"$STAMP"
 echo "$DIR/node_modules"

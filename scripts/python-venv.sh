@@ -23,6 +23,8 @@ PACKAGES=(
   "httplib2==0.32.1"
   # SAP's OData 2 client, for the dialect interop test (tests/odata_clients.rs).
   "pyodata==1.12.1"
+  # Google Cloud Storage's fsspec client, for its batch deletes (tests/dialect_clients.rs).
+  "gcsfs==2026.10.1"
 )
 
 # A stamp records what was installed; when it matches, there is nothing to do.
@@ -47,7 +49,7 @@ fi
 echo "installing ${PACKAGES[*]}" >&2
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   --no-input "${PACKAGES[@]}" >&2
-"$VENV/bin/python" -c 'import googleapiclient, google.auth, google_auth_httplib2, httplib2, pyodata' >&2
+"$VENV/bin/python" -c 'import googleapiclient, google.auth, google_auth_httplib2, httplib2, pyodata, gcsfs' >&2
 
 printf '%s\n' "${PACKAGES[@]}" >"$STAMP"
 echo "$VENV/bin/python"

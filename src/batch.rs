@@ -158,20 +158,21 @@ where
         .service_root
         .as_deref()
         .or(config.service_root.as_deref());
+    let base = path::base_of(parts.uri.path());
     let mut candidates: Vec<usize> = Vec::new();
     for (i, item) in items.iter_mut().enumerate() {
         let Ok(request) = &mut item.request else {
             continue;
         };
-        if change_set::reference(request.uri().path(), root).is_some() {
+        if change_set::reference(request.uri().path(), [base, root]).is_some() {
             match check_limits(request, &config.limits) {
                 Ok(()) => candidates.push(i),
                 Err(err) => item.request = Err(err),
             }
             continue;
         }
-        let checked =
-            check_limits(request, &config.limits).and_then(|()| path::resolve(request.uri(), root));
+        let checked = check_limits(request, &config.limits)
+            .and_then(|()| path::resolve(request.uri(), base, root));
         match checked {
             Ok(Some(uri)) => *request.uri_mut() = uri,
             Ok(None) => {}
@@ -182,7 +183,7 @@ where
         Ok(ids) => ids,
         Err(err) => return error_body(err),
     };
-    let found = references(&items, &ids, candidates, root);
+    let found = references(&items, &ids, candidates, [base, root]);
     let go_on = change_set::continue_on_error(&parts.headers);
     let chain = dialect.stops_on_error() && !go_on && items.len() > 1;
     let graph = match graph::build(&items, &ids, sets, &found.edges, chain) {
@@ -193,7 +194,7 @@ where
     // Paths that are not references after all (no earlier item has that id) are resolved now.
     for i in found.plain {
         if let Ok(request) = &mut items[i].request {
-            match path::resolve(request.uri(), root) {
+            match path::resolve(request.uri(), base, root) {
                 Ok(Some(uri)) => *request.uri_mut() = uri,
                 Ok(None) => {}
                 Err(err) => items[i].request = Err(err),
@@ -203,7 +204,7 @@ where
     let references = found.refs.filter(|r| !r.is_empty()).map(Box::new);
     let sets = plan.map(|p| Box::new(Sets::new(p, || route.dialect.change_set_boundary())));
     let mut outer = Outer::new(&parts, &config);
-    outer.service_root = route.service_root.clone();
+    outer.for_route(route, base);
     let mut budget = None;
     if let Some((limit, weigh)) = &config.budget {
         let cost: u64 = items
@@ -364,7 +365,12 @@ struct Found {
 
 /// The `$` references among the `candidates` (items whose path starts with `$<id>`): those
 /// whose id names an earlier item.
-fn references(items: &[Item], ids: &Ids<'_>, candidates: Vec<usize>, root: Option<&str>) -> Found {
+fn references(
+    items: &[Item],
+    ids: &Ids<'_>,
+    candidates: Vec<usize>,
+    prefixes: [Option<&str>; 2],
+) -> Found {
     let mut found = Found {
         edges: Vec::new(),
         refs: None,
@@ -373,12 +379,12 @@ fn references(items: &[Item], ids: &Ids<'_>, candidates: Vec<usize>, root: Optio
     if candidates.is_empty() {
         return found;
     }
-    let mut refs = References::new(root.map(str::to_owned));
+    let mut refs = References::new(prefixes[1].map(str::to_owned));
     for i in candidates {
         let Ok(request) = &items[i].request else {
             continue;
         };
-        let named = change_set::reference(request.uri().path(), root)
+        let named = change_set::reference(request.uri().path(), prefixes)
             .and_then(|(id, tail)| ids.get(id).filter(|&j| j < i).map(|j| (j, tail)));
         let Some((j, tail)) = named else {
             found.plain.push(i);

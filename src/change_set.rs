@@ -100,12 +100,16 @@ pub(crate) fn continue_on_error(headers: &http::HeaderMap) -> bool {
 }
 
 /// A `$<id>` reference at the start of an item's path (OData: the resource an earlier request
-/// created or named), with the service root, if the client put it first, taken off: the id
-/// and the rest of the path after it (`""` or `/...`).
-pub(crate) fn reference<'a>(path: &'a str, root: Option<&str>) -> Option<(&'a str, &'a str)> {
-    let path = root
-        .and_then(|r| path.strip_prefix(r))
-        .filter(|rest| rest.starts_with("/$"))
+/// created or named), with the batch's base or the service root, if the client put one first,
+/// taken off: the id and the rest of the path after it (`""` or `/...`).
+pub(crate) fn reference<'a>(
+    path: &'a str,
+    prefixes: [Option<&str>; 2],
+) -> Option<(&'a str, &'a str)> {
+    let path = prefixes
+        .into_iter()
+        .flatten()
+        .find_map(|p| path.strip_prefix(p).filter(|rest| rest.starts_with("/$")))
         .unwrap_or(path);
     let rest = path.strip_prefix("/$")?;
     let end = rest.find('/').unwrap_or(rest.len());
@@ -330,14 +334,16 @@ mod tests {
 
     #[test]
     fn references_are_found_under_a_root() {
-        assert_eq!(reference("/$1/Legs", None), Some(("1", "/Legs")));
-        assert_eq!(reference("/$new", Some("/farm/v1")), Some(("new", "")));
+        let root = [None, Some("/farm/v1")];
+        assert_eq!(reference("/$1/Legs", [None, None]), Some(("1", "/Legs")));
+        assert_eq!(reference("/$new", root), Some(("new", "")));
+        assert_eq!(reference("/farm/v1/$1/x", root), Some(("1", "/x")));
         assert_eq!(
-            reference("/farm/v1/$1/x", Some("/farm/v1")),
-            Some(("1", "/x"))
+            reference("/odata/$1", [Some("/odata"), None]),
+            Some(("1", ""))
         );
-        assert_eq!(reference("/farm/v1/animals", Some("/farm/v1")), None);
-        assert_eq!(reference("/$", None), None);
+        assert_eq!(reference("/farm/v1/animals", root), None);
+        assert_eq!(reference("/$", [None, None]), None);
     }
 
     #[test]

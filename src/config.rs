@@ -113,6 +113,8 @@ pub(crate) struct Route {
     /// Where item URLs are resolved (`None`: the layer's `service_root`).
     pub(crate) service_root: Option<String>,
     pub(crate) transactions: Option<Arc<dyn TransactionProvider>>,
+    /// Whether items may name `%2F` inside a segment (`BatchRoute::encoded_slashes`).
+    pub(crate) encoded_slashes: bool,
     /// Made with `BatchLayer::route`, so kept by `BatchLayer::paths`.
     pub(crate) explicit: bool,
 }
@@ -126,6 +128,7 @@ impl Route {
             dialect: Dialect::google(),
             service_root: None,
             transactions: None,
+            encoded_slashes: false,
             explicit: false,
         }
     }

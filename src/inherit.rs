@@ -39,6 +39,10 @@ pub(crate) struct Outer {
     pub(crate) budget: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// The batch route's own service root, which overrides the layer's.
     pub(crate) service_root: Option<String>,
+    /// The batch URL's base (`{base}/$batch`), the service root as clients see it.
+    pub(crate) base: Option<String>,
+    /// Whether items may name `%2F` inside a segment.
+    pub(crate) encoded_slashes: bool,
 }
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -144,6 +148,29 @@ impl Outer {
             depth,
             budget,
             service_root: None,
+            base: None,
+            encoded_slashes: false,
+        }
+    }
+
+    /// Takes on what the batch route says about items: its service root, the batch URL's
+    /// base, whether encoded slashes pass, and which query parameters chose the route (those
+    /// stay with the batch: Azure's `restype=container` would retarget every blob item to its
+    /// container).
+    pub(crate) fn for_route(&mut self, route: &crate::config::Route, base: Option<&str>) {
+        self.service_root.clone_from(&route.service_root);
+        self.base = base.map(str::to_owned);
+        self.encoded_slashes = route.encoded_slashes;
+        let routing = route.dialect.routing_params();
+        if let (Some(query), false) = (&self.query, routing.is_empty()) {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|p| {
+                    let name = p.split('=').next().unwrap_or(p);
+                    !p.is_empty() && !routing.iter().any(|r| r.eq_ignore_ascii_case(name))
+                })
+                .collect();
+            self.query = (!kept.is_empty()).then(|| kept.join("&"));
         }
     }
 }
@@ -420,7 +447,7 @@ fn check_and_inherit(
         .service_root
         .as_deref()
         .or(config.service_root.as_deref());
-    if let Some(uri) = path::resolve(req.uri(), root)? {
+    if let Some(uri) = path::resolve(req.uri(), outer.base.as_deref(), root)? {
         *req.uri_mut() = uri;
     }
 
@@ -434,7 +461,7 @@ fn check_and_inherit(
         ));
     }
     // Policies compare the decoded path, as the inner service's router reads it.
-    let decoded = path::decoded(req.uri().path())?;
+    let decoded = path::decode(req.uri().path(), outer.encoded_slashes)?;
     let encoded = matches!(decoded, std::borrow::Cow::Owned(_));
     let path = decoded.as_ref();
     if has_dot_segment(path) || (encoded && has_dot_segment(req.uri().path())) {

@@ -51,6 +51,7 @@ impl fmt::Debug for BatchRoute {
             .field("dialect", &r.dialect.name())
             .field("service_root", &r.service_root)
             .field("transactions", &r.transactions.is_some())
+            .field("encoded_slashes", &r.encoded_slashes)
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +110,17 @@ impl BatchRoute {
             .formats
             .get_or_insert_with(Vec::new)
             .push(Arc::new(format));
+        self
+    }
+
+    /// Lets items name an encoded `/` (`%2F`) inside a path segment, as Google Cloud Storage's
+    /// clients write object names (`DELETE /storage/v1/b/{bucket}/o/dir%2Fname`). The inner
+    /// service receives the path unchanged, so its router sees one segment; every policy of the
+    /// layer (allow and deny prefixes, `.` and `..` segments, nesting) reads it decoded, as
+    /// `/`, so `%2F` cannot walk around them. Off by default: such an item is refused with
+    /// `400`, saying why, since routers disagree on what `%2F` means.
+    pub fn encoded_slashes(mut self) -> Self {
+        self.route.encoded_slashes = true;
         self
     }
 

@@ -1,6 +1,9 @@
 //! Interop with Microsoft's JavaScript Graph client (`@microsoft/microsoft-graph-client`): its
 //! `BatchRequestContent` builds a JSON batch against a Graph-style API served in-process, and
-//! its `BatchResponseContent` reads the answer (`tests/js/graph_batch.mjs`).
+//! its `BatchResponseContent` reads the answer (`tests/js/graph_batch.mjs`). Once with the
+//! batch route next to the API (`/v1.0/$batch`), once published under another prefix
+//! (`/graph/v1.0/$batch`), where the SDK's items (`/graph/v1.0/me`) are named under the batch's
+//! base and must reach the API at `/v1.0/me`, `dependsOn` chains included.
 //!
 //! The test installs the SDK itself under `target/js` (`scripts/js-deps.sh`, pinned versions,
 //! instant when already there; Node.js itself from the Debian archive when the machine lacks it)
@@ -53,9 +56,11 @@ async fn message(UrlPath(id): UrlPath<String>) -> impl IntoResponse {
     (StatusCode::NOT_FOUND, Json(error))
 }
 
-async fn spawn() -> SocketAddr {
+/// The Graph-style API with its batch route at `{prefix}/v1.0/$batch`; the API itself is
+/// served at `/v1.0` whatever the prefix, as behind a gateway that publishes it elsewhere.
+async fn spawn(prefix: &str) -> SocketAddr {
     let app = http_batch::BatchLayer::new()
-        .path("/v1.0/$batch")
+        .path(format!("{prefix}/v1.0/$batch"))
         .service_root("/v1.0")
         .wrap_router(graph_api());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -94,11 +99,26 @@ async fn graph_js_sdk_batches_against_graph_style_api() {
     let Some(modules) = node_modules().await else {
         return;
     };
-    let addr = spawn().await;
+    run_sdk(&modules, "").await;
+}
+
+/// The SDK names items by the path under the origin (`/graph/v1.0/me` next to
+/// `/graph/v1.0/$batch`): under the batch's base, they reach the API at `/v1.0/me`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_js_sdk_items_named_under_the_batch_base() {
+    let Some(modules) = node_modules().await else {
+        return;
+    };
+    run_sdk(&modules, "/graph").await;
+}
+
+async fn run_sdk(modules: &Path, prefix: &str) {
+    let modules = modules.to_path_buf();
+    let addr = spawn(prefix).await;
     // Run from an empty directory so the SDK can only come from NODE_PATH, i.e. target/js.
     let out = Command::new("node")
         .arg(root().join("tests/js/graph_batch.mjs"))
-        .arg(format!("http://{addr}"))
+        .arg(format!("http://{addr}{prefix}"))
         .env("NODE_PATH", &modules)
         .current_dir(std::env::temp_dir())
         .stderr(Stdio::inherit())
@@ -126,7 +146,7 @@ async fn graph_js_sdk_batches_against_graph_style_api() {
         .as_array()
         .expect("sent requests");
     assert_eq!(sent.len(), 4, "{summary:#}");
-    assert_eq!(sent[0]["url"], "/v1.0/me");
+    assert_eq!(sent[0]["url"], format!("{prefix}/v1.0/me"));
     assert_eq!(sent[1]["method"], "POST");
     assert_eq!(sent[1]["dependsOn"], json!(["1"]));
     assert_eq!(sent[1]["body"]["subject"], "hello");

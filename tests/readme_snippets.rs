@@ -135,6 +135,44 @@ async fn snippet_7() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The transaction provider the README's dialect snippet assumes.
+#[derive(Default)]
+struct Snapshots(());
+
+impl http_batch::TransactionProvider for Snapshots {
+    fn begin(
+        &self,
+    ) -> futures_util::future::BoxFuture<'static, Result<http_batch::Transaction, BoxError>> {
+        Box::pin(async { Err("not in this snippet".into()) })
+    }
+}
+
+#[rustfmt::skip]
+async fn snippet_8() -> Result<(), BoxError> {
+    use http_batch::format::Dialect;
+    use http_batch::{BatchLayer, BatchRoute};
+
+    let layer = BatchLayer::new()
+        // PnPjs posts to `{site}/_api/$batch`; the app serves the site's API at `/api/sp`.
+        .route(
+            BatchRoute::path("/sites/farm/_api/$batch")
+                .dialect(Dialect::sharepoint())
+                .service_root("/api/sp")
+                .transactions(Snapshots::default()),
+        )
+        // The Azure Tables SDKs post to `{account}/$batch`.
+        .route(
+            BatchRoute::path("/tables/$batch")
+                .dialect(Dialect::azure_tables())
+                .service_root("/api/tables")
+                .transactions(Snapshots::default()),
+        )
+        // gcsfs names objects with `/` in them as `%2F`.
+        .route(BatchRoute::path("/batch/storage/v1").encoded_slashes());
+    let _ = layer;
+    Ok(())
+}
+
 /// The README's ```rust blocks, each one's lines in order and trimmed.
 fn readme_blocks() -> Vec<Vec<String>> {
     let readme = include_str!("../README.md");

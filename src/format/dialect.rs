@@ -12,6 +12,13 @@
 //! | response boundaries | `batch_<hex>` | `batchresponse_<uuid>`, `changesetresponse_<uuid>` | same | `batchresponse_<uuid>` |
 //! | version header | – | `OData-Version: 4.0` | `DataServiceVersion: 2.0` | – |
 //! | change sets | refused | allowed | allowed | refused |
+//! | failed change set answered | – | bare | bare | – |
+//! | batch's routing query inherited by items | yes | yes | yes | no (`restype`, `comp`) |
+//!
+//! More presets: [`odata_v3`](Dialect::odata_v3) and [`azure_tables`](Dialect::azure_tables)
+//! (Microsoft's OData 3 server, WCF Data Services, which wraps a failed change set's answer in
+//! a change-set response part), and [`sharepoint`](Dialect::sharepoint) (SharePoint's
+//! `_api/$batch`, which answers change sets flat). See [`ChangeSetAnswers`] for the sources.
 //!
 //! # Example
 //!
@@ -30,7 +37,7 @@
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
-pub use super::multipart::write::ContentIdEcho;
+pub use super::multipart::write::{ChangeSetAnswers, ContentIdEcho};
 
 /// How the boundaries of an answer are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +77,8 @@ pub struct Dialect {
     version: Option<(HeaderName, HeaderValue)>,
     change_sets: ChangeSets,
     odata_errors: bool,
+    change_set_answers: ChangeSetAnswers,
+    routing_query: &'static [&'static str],
 }
 
 /// The default dialect, for formats decoded outside a route.
@@ -93,6 +102,8 @@ impl Dialect {
             version: None,
             change_sets: ChangeSets::Refused,
             odata_errors: false,
+            change_set_answers: ChangeSetAnswers::Nested,
+            routing_query: &[],
         }
     }
 
@@ -111,6 +122,8 @@ impl Dialect {
             )),
             change_sets: ChangeSets::Atomic,
             odata_errors: true,
+            change_set_answers: ChangeSetAnswers::Nested,
+            routing_query: &[],
         }
     }
 
@@ -129,6 +142,8 @@ impl Dialect {
             )),
             change_sets: ChangeSets::Atomic,
             odata_errors: true,
+            change_set_answers: ChangeSetAnswers::Nested,
+            routing_query: &[],
         }
     }
 
@@ -143,6 +158,58 @@ impl Dialect {
             version: None,
             change_sets: ChangeSets::Refused,
             odata_errors: false,
+            change_set_answers: ChangeSetAnswers::Nested,
+            // The query that posts a batch to a container selects the batch operation; on an
+            // item, `restype=container` would retarget a blob request to its container.
+            routing_query: &["restype", "comp"],
+        }
+    }
+
+    /// OData 3.0 as Microsoft's servers (WCF Data Services) answer it: like
+    /// [`odata_v2`](Self::odata_v2) with `DataServiceVersion: 3.0`, and a failed change set's
+    /// answer wrapped in a change-set response part ([`ChangeSetAnswers::WrapFailed`]).
+    pub const fn odata_v3() -> Self {
+        Dialect {
+            name: "odata-v3",
+            batch_status: StatusCode::ACCEPTED,
+            content_id: ContentIdEcho::AsSent,
+            boundaries: BoundaryStyle::Uuid,
+            version: Some((
+                HeaderName::from_static("dataserviceversion"),
+                HeaderValue::from_static("3.0"),
+            )),
+            change_sets: ChangeSets::Atomic,
+            odata_errors: true,
+            change_set_answers: ChangeSetAnswers::WrapFailed,
+            routing_query: &[],
+        }
+    }
+
+    /// Azure Table storage's entity group transactions: [`odata_v3`](Self::odata_v3)'s rules
+    /// under the name `"azure-tables"`; a rolled-back transaction is answered inside a
+    /// `changesetresponse_` part, where the Azure Tables SDKs look for it.
+    pub const fn azure_tables() -> Self {
+        let mut d = Dialect::odata_v3();
+        d.name = "azure-tables";
+        d
+    }
+
+    /// SharePoint's `_api/$batch`: status 200, `Content-ID` as sent, `batchresponse_<uuid>`
+    /// boundaries, no version header, and change sets answered flat
+    /// ([`ChangeSetAnswers::Flat`]), one top-level part per answer, as PnPjs and
+    /// office365-rest-python-client read them. Change sets still run all or nothing under the
+    /// route's transactions; SharePoint's own do not.
+    pub const fn sharepoint() -> Self {
+        Dialect {
+            name: "sharepoint",
+            batch_status: StatusCode::OK,
+            content_id: ContentIdEcho::AsSent,
+            boundaries: BoundaryStyle::Uuid,
+            version: None,
+            change_sets: ChangeSets::Atomic,
+            odata_errors: false,
+            change_set_answers: ChangeSetAnswers::Flat,
+            routing_query: &[],
         }
     }
 
@@ -200,6 +267,30 @@ impl Dialect {
     pub fn stop_on_error(mut self, on: bool) -> Self {
         self.odata_errors = on;
         self
+    }
+
+    /// Sets how change sets are laid out in the answer.
+    pub fn change_set_answers(mut self, shape: ChangeSetAnswers) -> Self {
+        self.change_set_answers = shape;
+        self
+    }
+
+    /// Sets the query parameters that select this batch route, such as Azure's `restype` and
+    /// `comp`: they stay with the batch, and items do not inherit them (other parameters of
+    /// the batch URL still apply to every item that does not set its own).
+    pub fn routing_query(mut self, names: &'static [&'static str]) -> Self {
+        self.routing_query = names;
+        self
+    }
+
+    /// How change sets are laid out in the answer.
+    pub fn change_set_shape(&self) -> ChangeSetAnswers {
+        self.change_set_answers
+    }
+
+    /// The query parameters that select this batch route, which items do not inherit.
+    pub fn routing_params(&self) -> &'static [&'static str] {
+        self.routing_query
     }
 
     /// A short name for logs, such as `"odata-v4"`.
@@ -322,5 +413,19 @@ mod tests {
         );
         let v3 = Dialect::odata_v2().version_header("DataServiceVersion", "3.0");
         assert_eq!(v3.version().unwrap().1, "3.0");
+        assert_eq!(
+            Dialect::odata_v3().change_set_shape(),
+            ChangeSetAnswers::WrapFailed
+        );
+        assert_eq!(Dialect::azure_tables().name(), "azure-tables");
+        assert_eq!(
+            Dialect::sharepoint().change_set_shape(),
+            ChangeSetAnswers::Flat
+        );
+        assert_eq!(
+            Dialect::azure_storage().routing_params(),
+            ["restype", "comp"]
+        );
+        assert!(Dialect::odata_v4().routing_params().is_empty());
     }
 }

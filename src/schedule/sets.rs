@@ -171,7 +171,7 @@ impl Scheduler {
         let (to, tail) = refs.refs.get(&i)?;
         let base = refs.targets.get(to).map_or("", String::as_str);
         let resolved = change_set::resolve(base, tail, req.uri().query()).and_then(|uri| {
-            match crate::path::resolve(&uri, refs.root.as_deref()) {
+            match crate::path::resolve(&uri, None, refs.root.as_deref()) {
                 Ok(Some(rooted)) => Some(rooted),
                 Ok(None) => Some(uri),
                 Err(_) => None,

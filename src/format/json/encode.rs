@@ -29,11 +29,8 @@ pub(super) fn lossy(value: &HeaderValue) -> std::borrow::Cow<'_, str> {
 pub(super) fn put_canonical_name(out: &mut BytesMut, name: &str) {
     out.reserve(name.len() + 2);
     out.put_u8(b'"');
-    let mut upper = true;
-    for &c in name.as_bytes() {
-        out.put_u8(if upper { c.to_ascii_uppercase() } else { c });
-        upper = c == b'-';
-    }
+    // The same spelling as in multipart answers (`ETag`, `OData-EntityId`, `x-ms-*`).
+    crate::format::multipart::write::put_name(name, out);
     out.put_u8(b'"');
 }
 

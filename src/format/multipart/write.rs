@@ -1,5 +1,10 @@
 //! Writing strict multipart batch text: CRLF everywhere, an unquoted `[A-Za-z0-9_-]` boundary,
 //! no preamble or epilogue, and nested messages with a reason phrase and a `Content-Length`.
+//!
+//! Nested header names are written in their conventional capitalisation (`ETag`,
+//! `Content-Type`, `OData-EntityId`), as the family's servers write them: names are
+//! case-insensitive in HTTP, but clients read nested answers with their own text patterns
+//! (`@azure/data-tables` looks for `ETag: ` case-sensitively).
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,11 +43,43 @@ pub enum ContentIdEcho {
     AsSent,
 }
 
+/// How a change set's answer is laid out in a multipart batch answer.
+///
+/// What the family's servers send, as found in specifications, captures, and the parsers of
+/// the clients that read them:
+/// - OData 4.0 (Part 1, 11.7.4 "Responding to a Batch Request"): a committed change set is a
+///   nested `multipart/mixed` part; a failed one is "a single response, using the
+///   application/http media type", at the batch level.
+/// - OData 1–3 as Microsoft's servers write it (WCF Data Services, followed by Azure Tables): a
+///   failed change set is still a `multipart/mixed` part, a `changesetresponse_` holding the one
+///   failed answer ([MS-ODATA] 2.2.7.6.8 shows the nested form; the Web API OData tracker's
+///   WCF capture of a change set that failed in its second request shows the wrap). The Azure
+///   Tables JS client (`@azure/data-tables` 13.x, `parseTransactionResponse`) splits the body
+///   on `--changesetresponse_` and reads nothing else, so a bare failure reads as success.
+/// - SharePoint's `_api/$batch` runs change-set members one by one, without a transaction
+///   (Microsoft's "Make batch requests with the REST APIs": "aren't transactional"), and
+///   answers each at the top level; PnPjs (`@pnp/sp` 4.x, `parseResponse`) and
+///   office365-rest-python-client read only `--batchresponse_` parts and match them to their
+///   requests by position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChangeSetAnswers {
+    /// A committed change set nested, a failed one's answer a bare part of the batch (OData 4,
+    /// and OData 2 as SAP's servers answer it).
+    Nested,
+    /// Nested whether it committed or failed: a failed change set is a change-set part that
+    /// holds the failing answer (WCF Data Services, Azure Tables).
+    WrapFailed,
+    /// Every answer of a change set a part of the batch itself, in order (SharePoint).
+    Flat,
+}
+
 /// Writes the answers of a multipart batch.
 #[derive(Debug)]
 pub struct MultipartEncoder {
     boundary: String,
     echo: ContentIdEcho,
+    change_sets: ChangeSetAnswers,
 }
 
 impl MultipartEncoder {
@@ -52,7 +89,14 @@ impl MultipartEncoder {
         MultipartEncoder {
             boundary,
             echo: ContentIdEcho::ResponsePrefix,
+            change_sets: ChangeSetAnswers::Nested,
         }
+    }
+
+    /// Sets how change sets are laid out (default [`ChangeSetAnswers::Nested`]).
+    pub fn change_set_answers(mut self, shape: ChangeSetAnswers) -> Self {
+        self.change_sets = shape;
+        self
     }
 
     /// Sets how answer parts echo the request parts' `Content-ID`.
@@ -78,11 +122,25 @@ impl MultipartEncoder {
         }
     }
 
-    /// A change set's answer: a nested `multipart/mixed` of its members' answers, or, when it
-    /// failed under a transaction, the failing answer alone, as a part of the batch (OData 4.0
-    /// part 1, 11.7.4: a failed change set is answered by a single response).
+    /// A change set's answer, laid out as the dialect says (see [`ChangeSetAnswers`]).
+    ///
+    /// - Nested (OData 4.0 part 1, 11.7.4): a nested `multipart/mixed` of its members' answers;
+    ///   a change set that failed under a transaction is answered by the failing answer alone,
+    ///   as a part of the batch.
+    /// - Wrapped when failed (OData 3, Azure Tables): the failing answer alone, inside a nested
+    ///   change-set part.
+    /// - Flat (SharePoint): every member's answer a part of the batch itself, as its clients
+    ///   match answers to requests by position; after a rollback the others say `424`, rolled
+    ///   back or not run.
     fn write_change_set(&self, set: &ChangeSetAnswer, out: &mut BytesMut) {
-        if let (true, Some((meta, res))) = (set.atomic, set.failing()) {
+        if self.change_sets == ChangeSetAnswers::Flat {
+            for (meta, res) in &set.members {
+                write_part(&self.boundary, self.content_id(meta), res, out);
+            }
+            return;
+        }
+        let failing = set.failing().filter(|_| set.atomic);
+        if let (ChangeSetAnswers::Nested, Some((meta, res))) = (self.change_sets, failing) {
             write_part(&self.boundary, self.content_id(meta), res, out);
             return;
         }
@@ -91,8 +149,13 @@ impl MultipartEncoder {
         out.put_slice(b"\r\nContent-Type: multipart/mixed; boundary=");
         out.put_slice(set.boundary.as_bytes());
         out.put_slice(b"\r\n\r\n");
-        for (meta, res) in &set.members {
-            write_part(&set.boundary, self.content_id(meta), res, out);
+        match failing {
+            Some((meta, res)) => write_part(&set.boundary, self.content_id(meta), res, out),
+            None => {
+                for (meta, res) in &set.members {
+                    write_part(&set.boundary, self.content_id(meta), res, out);
+                }
+            }
         }
         out.put_slice(b"--");
         out.put_slice(set.boundary.as_bytes());
@@ -136,11 +199,48 @@ fn put_headers(headers: &HeaderMap, out: &mut BytesMut) {
         if skip_header(name) {
             continue;
         }
-        out.put_slice(name.as_str().as_bytes());
+        put_name(name.as_str(), out);
         out.put_slice(b": ");
         out.put_slice(value.as_bytes());
         out.put_slice(b"\r\n");
     }
+}
+
+/// Writes a header name (lower case, as `http` keeps it) in its conventional capitalisation:
+/// the common names and those that are not plain title case as their specifications spell them
+/// (`ETag`, `OData-Version`, `Content-ID`), the `x-ms-` family in lower case as Azure writes it,
+/// and every other name in title case (`x-custom` → `X-Custom`).
+pub(crate) fn put_name(name: &str, out: &mut BytesMut) {
+    // One `match`: the answers' usual names cost a compare and a copy, as the lower-case name
+    // did.
+    let spelled = match name {
+        "content-type" => "Content-Type",
+        "etag" => "ETag",
+        "location" => "Location",
+        "cache-control" => "Cache-Control",
+        "date" => "Date",
+        "vary" => "Vary",
+        "odata-version" => "OData-Version",
+        "odata-entityid" => "OData-EntityId",
+        "odata-maxversion" => "OData-MaxVersion",
+        "dataserviceversion" => "DataServiceVersion",
+        "maxdataserviceversion" => "MaxDataServiceVersion",
+        "dataserviceid" => "DataServiceId",
+        "content-id" => "Content-ID",
+        "content-md5" => "Content-MD5",
+        "www-authenticate" => "WWW-Authenticate",
+        "te" => "TE",
+        _ if name.starts_with("x-ms-") => name,
+        _ => {
+            let mut upper = true;
+            for &c in name.as_bytes() {
+                out.put_u8(if upper { c.to_ascii_uppercase() } else { c });
+                upper = c == b'-';
+            }
+            return;
+        }
+    };
+    out.put_slice(spelled.as_bytes());
 }
 
 fn head_size(headers: &HeaderMap) -> usize {
@@ -358,6 +458,23 @@ mod tests {
         assert_eq!(echo("item1"), "Content-ID: response-item1\r\n");
         assert_eq!(echo(""), "");
         assert_eq!(echo("a\rb"), "");
+    }
+
+    fn name(n: &str) -> String {
+        let mut out = BytesMut::new();
+        put_name(n, &mut out);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn conventional_header_names() {
+        assert_eq!(name("etag"), "ETag");
+        assert_eq!(name("content-type"), "Content-Type");
+        assert_eq!(name("location"), "Location");
+        assert_eq!(name("odata-entityid"), "OData-EntityId");
+        assert_eq!(name("x-ms-error-code"), "x-ms-error-code");
+        assert_eq!(name("x-custom-thing"), "X-Custom-Thing");
+        assert_eq!(name("a--b-"), "A--B-");
     }
 
     #[test]
