@@ -191,8 +191,21 @@ async fn json_atomicity_group_is_one_transaction(postgres: bool) {
         "url": "animals/unicorn"});
 
     let v = json_batch(addr, json!([create, change, missing])).await;
-    assert_eq!(v["responses"].as_array().unwrap().len(), 1, "{v}");
-    assert_eq!(v["responses"][0]["status"], 404, "{v}");
+    let answers: Vec<(&Value, &Value)> = v["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (&r["id"], &r["status"]))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            (&json!("1"), &json!(424)),
+            (&json!("2"), &json!(424)),
+            (&json!("3"), &json!(404))
+        ],
+        "every member is answered under its own id: {v}"
+    );
     assert_eq!(names(&db).await, ["cow", "pony", "sheep"]);
 
     let v = json_batch(addr, json!([create, change])).await;

@@ -121,7 +121,6 @@ async fn one_batch_across_two_services_then_one_goes_down() {
     assert_eq!(list["items"][0]["name"], "Old MacDonald");
     let (status, goat) = answer(&answers, "insert");
     assert_eq!((status, goat["animalName"].as_str()), (201, Some("goat")));
-    // The insert went to the animals service, so its list now holds the goat.
     let (status, list) = answer(&answers, "list");
     assert_eq!(status, 200);
     let names: Vec<&str> = list["items"]
@@ -130,7 +129,12 @@ async fn one_batch_across_two_services_then_one_goes_down() {
         .iter()
         .map(|a| a["animalName"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["cow", "goat", "pony", "sheep"]);
+    // The list and the insert run side by side, so the list may or may not hold the goat yet;
+    // the next batch's list must.
+    assert!(
+        names.starts_with(&["cow"]) && names.contains(&"pony"),
+        "{names:?}"
+    );
     // A path no service owns is the gateway's own 404.
     assert_eq!(answer(&answers, "nowhere").0, 404);
 
@@ -142,8 +146,15 @@ async fn one_batch_across_two_services_then_one_goes_down() {
     let message = error["error"]["message"].as_str().unwrap();
     assert!(message.contains("farmers service"), "{message}");
     assert_eq!(answer(&answers, "pony").0, 200);
-    assert_eq!(answer(&answers, "insert").0, 200);
-    assert_eq!(answer(&answers, "list").0, 200);
+    assert_eq!(answer(&answers, "insert").0, 201);
+    let (status, list) = answer(&answers, "list");
+    assert_eq!(status, 200);
+    let goat = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["animalName"] == "goat");
+    assert!(goat, "the insert went to the animals service: {list}");
 
     // The other way round: with the animals service down too, only its items fail.
     animals.kill().await;
