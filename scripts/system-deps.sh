@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs a system tool the interop tests need when this machine lacks it, from the Debian
-# archive: `python` (python3 with venv and pip), `node` (Node.js with npm) or `chromium` (the
-# headless browser, with a font so its screenshots have text). The other scripts
+# archive: `python` (python3 with venv and pip), `node` (Node.js with npm), `chromium` (the
+# headless browser, with a font so its screenshots have text) or `redis` (the server the shared
+# answer store's tests start on a loopback port). The other scripts
 # call it only when the tool is missing, so on a machine that has them it never runs.
 #
-# Usage: scripts/system-deps.sh python|node|chromium
+# Usage: scripts/system-deps.sh python|node|chromium|redis
 #
 # Needs apt-get and root (or password-less sudo). Exit status: 0 installed; 1 it could not be
 # installed here, with the reason on stderr.
@@ -14,8 +15,9 @@ case "${1:-}" in
   python) packages=(python3 python3-venv python3-pip) ;;
   node) packages=(nodejs npm) ;;
   chromium) packages=(chromium fonts-dejavu-core) ;;
+  redis) packages=(redis-server) ;;
   *)
-    echo "usage: $0 python|node|chromium" >&2
+    echo "usage: $0 python|node|chromium|redis" >&2
     exit 2
     ;;
 esac

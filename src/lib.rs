@@ -13,6 +13,7 @@
 // section.
 mod batch;
 mod body;
+mod cancel;
 mod check;
 mod config;
 mod context;
@@ -21,17 +22,21 @@ pub mod format;
 mod future;
 mod graph;
 mod group;
+mod idempotency;
 mod inherit;
 mod item;
+mod kept;
 mod layer;
 mod limits;
 mod path;
 mod pinned;
+mod respond_async;
 mod route;
 mod run;
 mod schedule;
 mod service;
 mod stall;
+pub mod store;
 mod transaction;
 
 #[cfg(feature = "client")]
@@ -50,6 +55,7 @@ pub use context::{BatchContext, BatchStore};
 pub use error::{BatchError, BoxError, ItemError};
 pub use future::ResponseFuture;
 pub use item::{Item, ItemMeta};
+pub use kept::{BatchIdentity, Idempotency, RespondAsync};
 pub use layer::BatchLayer;
 pub use limits::Limits;
 pub use route::BatchRoute;
