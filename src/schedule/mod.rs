@@ -29,6 +29,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::{Request, Response, StatusCode};
 
+use crate::cancel::Cancel;
 use crate::config::Execution;
 use crate::error::{error_response, not_run};
 use crate::graph::Graph;
@@ -69,6 +70,8 @@ pub(crate) struct Scheduler {
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
     /// Bytes held and written, shared with the lanes and the body.
     budget: Arc<Budget>,
+    /// Set when the batch may be cancelled (an asynchronous batch's monitor).
+    cancel: Option<Cancel>,
 }
 
 impl Scheduler {
@@ -123,6 +126,7 @@ impl Scheduler {
             window,
             deadline: batch_timeout.map(|d| (Box::pin(tokio::time::sleep(d)), d)),
             budget,
+            cancel: None,
         };
         match &s.graph {
             None => s
@@ -349,6 +353,28 @@ impl Scheduler {
         }
     }
 
+    /// Starts no more items once `cancel` says so.
+    pub(crate) fn cancel_on(mut self, cancel: Cancel) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    /// Answers every item that has not started as not run (the batch was cancelled); running
+    /// items finish. Items already handed to a lane (`Execution::Spawned`) are the lane's.
+    fn cancel_waiting(&mut self) {
+        self.ready.clear();
+        for slot in &mut self.slots {
+            if matches!(slot, Slot::Waiting(..)) {
+                let res = not_run(error_response(
+                    StatusCode::CONFLICT,
+                    "the batch was cancelled before this item started, so it was not run",
+                ));
+                self.budget.hold(&res);
+                *slot = Slot::Done(res);
+            }
+        }
+    }
+
     /// Item `i`, the next in order, is answered with `res`: the body may have it.
     fn emit(&mut self, i: usize, res: Response<Bytes>) -> (usize, Response<Bytes>) {
         self.budget.release(&res);
@@ -390,6 +416,11 @@ impl Scheduler {
                     self.expire(d);
                     continue;
                 }
+            }
+            if self.cancel.as_ref().is_some_and(|c| c.poll_cancelled(cx)) {
+                self.cancel = None;
+                self.cancel_waiting();
+                continue;
             }
             let (mut answered, next) = self.launch_ready(cx);
             if let Some(res) = next {
