@@ -69,6 +69,25 @@ pub trait AnswerStore: Send + Sync + 'static {
     fn remove(&self, key: &str) -> StoreFuture<'_, ()>;
 }
 
+/// One store shared by several layers (or kept by the app to look at).
+impl<T: AnswerStore + ?Sized> AnswerStore for std::sync::Arc<T> {
+    fn insert_new(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<'_, Option<Bytes>> {
+        (**self).insert_new(key, value, ttl)
+    }
+
+    fn put(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<'_, ()> {
+        (**self).put(key, value, ttl)
+    }
+
+    fn get(&self, key: &str) -> StoreFuture<'_, Option<Bytes>> {
+        (**self).get(key)
+    }
+
+    fn remove(&self, key: &str) -> StoreFuture<'_, ()> {
+        (**self).remove(key)
+    }
+}
+
 /// Why a store could not do what it was asked.
 #[derive(Debug)]
 #[non_exhaustive]
