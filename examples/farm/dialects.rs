@@ -21,7 +21,10 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::{BoxFuture, FutureExt};
 use http_batch::format::Dialect;
-use http_batch::{BatchLayer, BatchRoute, BoxError, Transact, Transaction, TransactionProvider};
+use http_batch::{
+    BatchLayer, BatchRoute, BoxError, Idempotency, RespondAsync, Transact, Transaction,
+    TransactionProvider,
+};
 
 use super::{Animal, Animals};
 
@@ -88,6 +91,9 @@ pub(super) fn layer(animals: Animals) -> BatchLayer {
         one_at_a_time: Arc::default(),
     };
     BatchLayer::new()
+        // Every route: `Prefer: respond-async` gets a status monitor, `Idempotency-Key` a replay.
+        .respond_async(RespondAsync::new())
+        .idempotency(Idempotency::new())
         .route(BatchRoute::path("/batch"))
         .route(BatchRoute::path("/batch/farm/v1"))
         .route(
