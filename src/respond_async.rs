@@ -157,43 +157,50 @@ async fn drive<B>(
     let mut kept_bytes = BytesMut::new();
     let mut size = 0usize;
     let mut failed = None;
-    let mut tick = tokio::time::interval(opts.progress_every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_tick = tokio::time::Instant::now() + opts.progress_every;
     let mut written = (0, 0);
     let mut written_at = Instant::now();
     loop {
-        tokio::select! {
-            frame = body.frame() => match frame {
-                None => break,
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        size += data.len();
-                        if size <= opts.max_answer_bytes {
-                            kept_bytes.extend_from_slice(&data);
-                        } else {
-                            // Counted on, not kept: the monitor will say how large it was.
-                            kept_bytes = BytesMut::new();
-                        }
+        // A frame, or the time for the next progress write, whichever comes first; waiting
+        // for a frame is taken up again after the write.
+        match tokio::time::timeout_at(next_tick, body.frame()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    size += data.len();
+                    if size <= opts.max_answer_bytes {
+                        kept_bytes.extend_from_slice(&data);
+                    } else {
+                        // Counted on, not kept: the monitor will say how large it was.
+                        kept_bytes = BytesMut::new();
                     }
                 }
-                Some(Err(err)) => {
-                    failed = Some(err.to_string());
-                    break;
-                }
-            },
-            _ = tick.tick() => {
+            }
+            Ok(Some(Err(err))) => {
+                failed = Some(err.to_string());
+                break;
+            }
+            Err(_) => {
+                next_tick = tokio::time::Instant::now() + opts.progress_every;
                 let now = progress.get();
                 // Written when it moved, and often enough that the record outlives the batch.
                 if now != written || written_at.elapsed() > opts.retention / 4 {
                     let mut record = Record::running(&owner, "");
-                    record.state = State::Running { done: now.0, total: now.1 };
-                    if kept.call(kept.store.put(&key, record.encode(), opts.retention)).await.is_ok() {
+                    record.state = State::Running {
+                        done: now.0,
+                        total: now.1,
+                    };
+                    let put = kept.store.put(&key, record.encode(), opts.retention);
+                    if kept.call(put).await.is_ok() {
                         written = now;
                         written_at = Instant::now();
                     }
                 }
                 if !cancel.is_cancelled()
-                    && matches!(kept.call(kept.store.get(&cancel_key(&id))).await, Ok(Some(_)))
+                    && matches!(
+                        kept.call(kept.store.get(&cancel_key(&id))).await,
+                        Ok(Some(_))
+                    )
                 {
                     tracing::debug!(monitor = %id, "asynchronous batch cancelled through the store");
                     cancel.cancel();
