@@ -62,6 +62,15 @@ where
             ),
         ));
     };
+    // Taken before the key is claimed, so that a batch refused for want of room is not
+    // recorded as running.
+    let place = match respond_async {
+        Some(_) => None,
+        None => match kept.background() {
+            Ok(place) => Some(place),
+            Err(res) => return full(res),
+        },
+    };
     let (parts, body) = req.into_parts();
     // The body is read here, under the batch's own limits, to tell a retry from a reuse.
     let bytes = match read(body, &parts, &limits).await {
@@ -128,7 +137,10 @@ where
         return res;
     }
     let (tx, rx) = oneshot::channel();
-    tokio::spawn(keep(kept, opts, key, owner, fingerprint, res, tx));
+    tokio::spawn(async move {
+        keep(kept, opts, key, owner, fingerprint, res, tx).await;
+        drop(place);
+    });
     match rx.await {
         Ok(res) => res,
         Err(_) => full(error_response(

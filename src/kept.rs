@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -165,6 +166,10 @@ pub(crate) struct Kept {
     /// The asynchronous batches running in this process, so a `DELETE` that reaches it stops
     /// its own at once (others hear it through the store).
     pub(crate) running: Arc<Mutex<HashMap<String, Cancel>>>,
+    /// Batches running in tasks of their own (asynchronous ones, and keyed ones, which go on
+    /// when their client leaves), and how many may.
+    pub(crate) background: Arc<AtomicUsize>,
+    pub(crate) max_background: usize,
 }
 
 impl Default for Kept {
@@ -178,6 +183,10 @@ impl Default for Kept {
             idempotency: None,
             any_async: false,
             running: Arc::default(),
+            background: Arc::default(),
+            // Each runs up to `concurrency` items: 64 × 16 calls at the default, about what a
+            // few hundred synchronous clients would cause. Beyond it, `503` and `Retry-After`.
+            max_background: 64,
         }
     }
 }
@@ -202,6 +211,31 @@ impl Kept {
         }
     }
 
+    /// A place for one more batch in the background, held until the guard drops; `None` (and
+    /// a `503` to answer) when all are taken.
+    pub(crate) fn background(&self) -> Result<Background, Response<Bytes>> {
+        let taken = self
+            .background
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_background).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => Ok(Background(self.background.clone())),
+            Err(n) => {
+                let mut res = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "{n} asynchronous or keyed batches are running on this server, as many as \
+                         it runs at once, so this one was not run; send it again later"
+                    ),
+                );
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                Err(res)
+            }
+        }
+    }
+
     pub(crate) fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cancel>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -215,6 +249,16 @@ impl fmt::Debug for Kept {
             .field("respond_async", &self.respond_async)
             .field("idempotency", &self.idempotency)
             .finish_non_exhaustive()
+    }
+}
+
+/// One batch's place among those running in the background.
+#[derive(Debug)]
+pub(crate) struct Background(Arc<AtomicUsize>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

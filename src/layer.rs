@@ -468,6 +468,14 @@ impl BatchLayer {
         self
     }
 
+    /// How many batches may run in tasks of their own at once (default 64): asynchronous ones,
+    /// and keyed ones, which go on when their client leaves so that a retry finds the answer.
+    /// Beyond it, a new asynchronous or keyed batch is answered `503` without running.
+    pub fn max_background_batches(mut self, n: usize) -> Self {
+        self.config().kept.max_background = n;
+        self
+    }
+
     /// The limits in force.
     pub fn current_limits(&self) -> &Limits {
         &self.config.limits

@@ -96,6 +96,10 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let place = match kept.background() {
+        Ok(place) => place,
+        Err(res) => return res.map(ResponseBody::full),
+    };
     let Some(id) = random_id() else {
         let res = error_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -133,7 +137,10 @@ where
     }
     kept.running().insert(id.clone(), cancel.clone());
     let answer = accepted(&kept, &opts, &id);
-    tokio::spawn(drive(kept, opts, id, owner, res, progress, cancel));
+    tokio::spawn(async move {
+        drive(kept, opts, id, owner, res, progress, cancel).await;
+        drop(place);
+    });
     answer.map(ResponseBody::full)
 }
 

@@ -276,3 +276,35 @@ async fn plain_batches_do_not_touch_the_store() {
     assert_eq!(parts[0].status, 200);
     assert_eq!(ran.get(), 1);
 }
+
+/// A flood of asynchronous batches: beyond `max_background_batches`, `503` before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_batches_are_bounded() {
+    let ran = support::kept::Ran::default();
+    let layer = support::kept::layer(
+        Arc::new(MemoryStore::default()),
+        respond(),
+        Idempotency::new(),
+    )
+    .max_background_batches(1);
+    let a = support::serve(support::kept::app(ran.clone(), layer)).await;
+    let first = submit(a, &body(&["GET /slow/300 HTTP/1.1\r\n"]), &[ASYNC]).await;
+    assert_eq!(first.status, 202);
+    for headers in [&[ASYNC][..], &[("idempotency-key", "k")][..]] {
+        let refused = submit(a, &body(&["GET /slow/1 HTTP/1.1\r\n"]), headers).await;
+        assert_eq!(refused.status, 503, "{}", refused.text());
+        assert!(refused.text().contains("not run"));
+    }
+    let location = first.headers["location"].to_str().unwrap().to_owned();
+    poll_done(a, &location, &[], Duration::from_secs(5)).await;
+    assert_eq!(ran.get(), 1);
+    // Its place is free again; the key refused for want of room was not claimed.
+    let keyed = submit(
+        a,
+        &body(&["GET /slow/1 HTTP/1.1\r\n"]),
+        &[("idempotency-key", "k")],
+    )
+    .await;
+    support::parts(&keyed).await;
+    assert_eq!(ran.get(), 2);
+}
