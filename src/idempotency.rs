@@ -68,7 +68,7 @@ where
         Some(_) => None,
         None => match kept.background() {
             Ok(place) => Some(place),
-            Err(res) => return full(res),
+            Err(no_room) => return full(no_room.response()),
         },
     };
     let (parts, body) = req.into_parts();

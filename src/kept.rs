@@ -211,29 +211,15 @@ impl Kept {
         }
     }
 
-    /// A place for one more batch in the background, held until the guard drops; `None` (and
-    /// a `503` to answer) when all are taken.
-    pub(crate) fn background(&self) -> Result<Background, Response<Bytes>> {
-        let taken = self
-            .background
+    /// A place for one more batch in the background, held until the guard drops; when all are
+    /// taken, the `503` to answer instead.
+    pub(crate) fn background(&self) -> Result<Background, NoRoom> {
+        self.background
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max_background).then_some(n + 1)
-            });
-        match taken {
-            Ok(_) => Ok(Background(self.background.clone())),
-            Err(n) => {
-                let mut res = error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!(
-                        "{n} asynchronous or keyed batches are running on this server, as many as \
-                         it runs at once, so this one was not run; send it again later"
-                    ),
-                );
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                Err(res)
-            }
-        }
+            })
+            .map(|_| Background(self.background.clone()))
+            .map_err(NoRoom)
     }
 
     pub(crate) fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cancel>> {
@@ -259,6 +245,26 @@ pub(crate) struct Background(Arc<AtomicUsize>);
 impl Drop for Background {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Every place in the background is taken: this many batches run there.
+#[derive(Debug)]
+pub(crate) struct NoRoom(usize);
+
+impl NoRoom {
+    pub(crate) fn response(&self) -> Response<Bytes> {
+        let mut res = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "{} asynchronous or keyed batches are running on this server, as many as it runs \
+                 at once, so this one was not run; send it again later",
+                self.0
+            ),
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        res
     }
 }
 

@@ -98,7 +98,7 @@ where
 {
     let place = match kept.background() {
         Ok(place) => place,
-        Err(res) => return res.map(ResponseBody::full),
+        Err(full) => return full.response().map(ResponseBody::full),
     };
     let Some(id) = random_id() else {
         let res = error_response(
