@@ -308,3 +308,48 @@ async fn background_batches_are_bounded() {
     support::parts(&keyed).await;
     assert_eq!(ran.get(), 2);
 }
+
+/// The app's own identity (`BatchIdentity`, set by a layer outside the batch layer) decides whose
+/// a monitor is, whatever `Authorization` says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apps_identity_decides_whose_a_monitor_is() {
+    use http_batch::BatchIdentity;
+    let ran = support::kept::Ran::default();
+    let layer = support::kept::layer(
+        Arc::new(MemoryStore::default()),
+        respond(),
+        Idempotency::new(),
+    );
+    let app = support::kept::app(ran, layer).layer(axum::middleware::map_request(
+        |mut req: axum::extract::Request| async move {
+            let user = req
+                .headers()
+                .get("x-user")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("nobody")
+                .to_owned();
+            req.extensions_mut().insert(BatchIdentity::new(user));
+            req
+        },
+    ));
+    let a = support::serve(app).await;
+    let shared = ("authorization", "Bearer shared-service-token");
+    let raw = submit(
+        a,
+        &body(&["GET /slow/1 HTTP/1.1\r\n"]),
+        &[ASYNC, shared, ("x-user", "alice")],
+    )
+    .await;
+    assert_eq!(raw.status, 202, "{}", raw.text());
+    let location = raw.headers["location"].to_str().unwrap().to_owned();
+    let done = poll_done(
+        a,
+        &location,
+        &[shared, ("x-user", "alice")],
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(done.status, 200);
+    let other = get_monitor(a, &location, &[shared, ("x-user", "bob")]).await;
+    assert_eq!(other.status, 404, "the same token, another user");
+}
