@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs a system tool the interop tests need when this machine lacks it, from the Debian
-# archive: `python` (python3 with venv and pip), `node` (Node.js with npm) or `chromium` (the
-# headless browser, with a font so its screenshots have text) or `postgres` (the PostgreSQL
-# server, for the database tests; `scripts/postgres.sh` starts throwaway ones). The other scripts
-# call it only when the tool is missing, so on a machine that has them it never runs.
+# archive: `python` (python3 with venv and pip), `node` (Node.js with npm), `chromium` (the
+# headless browser, with a font so its screenshots have text), `postgres` (the PostgreSQL server,
+# for the database tests; `scripts/postgres.sh` starts throwaway ones) or `redis` (the server the
+# shared answer store's tests start on a loopback port). The other scripts call it only when the
+# tool is missing, so on a machine that has them it never runs.
 #
-# Usage: scripts/system-deps.sh python|node|chromium|postgres
+# Usage: scripts/system-deps.sh python|node|chromium|postgres|redis
 #
 # Needs apt-get and root (or password-less sudo). Exit status: 0 installed; 1 it could not be
 # installed here, with the reason on stderr.
@@ -16,8 +17,9 @@ case "${1:-}" in
   node) packages=(nodejs npm) ;;
   chromium) packages=(chromium fonts-dejavu-core) ;;
   postgres) packages=(postgresql) ;;
+  redis) packages=(redis-server) ;;
   *)
-    echo "usage: $0 python|node|chromium|postgres" >&2
+    echo "usage: $0 python|node|chromium|postgres|redis" >&2
     exit 2
     ;;
 esac

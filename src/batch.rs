@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use tower_service::Service;
 
 use crate::body::{BatchBody, ResponseBody};
+use crate::cancel::Cancel;
 use crate::change_set::{self, Rule};
 use crate::check::check_limits;
 use crate::config::Config;
@@ -313,7 +314,7 @@ where
         max_response_bytes: config.limits.max_item_response_bytes,
         _body: std::marker::PhantomData,
     });
-    let scheduler = Scheduler::new(
+    let mut scheduler = Scheduler::new(
         launcher,
         entries,
         Order {
@@ -329,6 +330,9 @@ where
             config.limits.max_response_bytes,
         )),
     );
+    if let Some(cancel) = parts.extensions.get::<Cancel>() {
+        scheduler = scheduler.cancel_on(cancel.clone());
+    }
     let content_type = encoder.content_type();
     let body = BatchBody::new(
         scheduler,

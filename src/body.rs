@@ -33,6 +33,8 @@ pin_project! {
         Inner { #[pin] body: B },
         Batch { body: Box<BatchBody> },
         Full { data: Option<Bytes> },
+        // A kept answer relayed as it comes (an idempotent batch too large to keep).
+        Boxed { body: Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>> },
     }
 }
 
@@ -47,6 +49,14 @@ impl<B> ResponseBody<B> {
         ResponseBody {
             kind: Kind::Batch {
                 body: Box::new(body),
+            },
+        }
+    }
+
+    pub(crate) fn boxed(body: impl Body<Data = Bytes, Error = BoxError> + Send + 'static) -> Self {
+        ResponseBody {
+            kind: Kind::Boxed {
+                body: Box::pin(body),
             },
         }
     }
@@ -66,6 +76,7 @@ impl<B> fmt::Debug for ResponseBody<B> {
             Kind::Inner { .. } => "Inner",
             Kind::Batch { .. } => "Batch",
             Kind::Full { .. } => "Full",
+            Kind::Boxed { .. } => "Boxed",
         };
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
     }
@@ -112,6 +123,7 @@ where
                 .poll_frame(cx)
                 .map(|f| f.map(|d| d.map(Frame::data).map_err(BoxError::from))),
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Boxed { body } => body.as_mut().poll_frame(cx),
         }
     }
 
@@ -120,6 +132,7 @@ where
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Batch { body } => body.finished,
             Kind::Full { data } => data.is_none(),
+            Kind::Boxed { body } => body.is_end_stream(),
         }
     }
 
@@ -130,6 +143,7 @@ where
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+            Kind::Boxed { body } => body.size_hint(),
         }
     }
 }

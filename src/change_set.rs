@@ -318,7 +318,12 @@ pub(crate) fn never_ran(failed_at: Option<usize>, why: &str) -> Response<Bytes> 
 
 /// Whether a member's answer lets its change set go on.
 pub(crate) fn succeeded(res: &Response<Bytes>) -> bool {
-    res.status().is_success() && res.extensions().get::<NotRun>().is_none()
+    res.status().is_success() && ran(res)
+}
+
+/// Whether an answer came from running the request (it is not marked as not run).
+pub(crate) fn ran(res: &Response<Bytes>) -> bool {
+    res.extensions().get::<NotRun>().is_none()
 }
 
 /// Puts the change set's transaction among a member's request extensions.

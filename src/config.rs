@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{HeaderName, Method, Request};
 
 use crate::format::{Dialect, Format, Multipart};
+use crate::kept::{Idempotency, Kept, RespondAsync};
 use crate::limits::Limits;
 use crate::pinned::Pinned;
 use crate::transaction::TransactionProvider;
@@ -117,6 +118,10 @@ pub(crate) struct Route {
     pub(crate) encoded_slashes: bool,
     /// Made with `BatchLayer::route`, so kept by `BatchLayer::paths`.
     pub(crate) explicit: bool,
+    /// Asynchronous batches here (`None`: the layer's setting).
+    pub(crate) respond_async: Option<RespondAsync>,
+    /// Idempotency keys here (`None`: the layer's setting).
+    pub(crate) idempotency: Option<Idempotency>,
 }
 
 impl Route {
@@ -130,6 +135,8 @@ impl Route {
             transactions: None,
             encoded_slashes: false,
             explicit: false,
+            respond_async: None,
+            idempotency: None,
         }
     }
 
@@ -197,6 +204,8 @@ pub(crate) struct Config {
     /// Whether some route has a test on the request.
     pub(crate) has_tests: bool,
     pub(crate) pinned: Pinned,
+    /// Asynchronous batches and idempotency keys: the store and its settings.
+    pub(crate) kept: Kept,
 }
 
 impl Default for Config {
@@ -232,6 +241,7 @@ impl Default for Config {
             trust_forwarded: false,
             has_tests: false,
             pinned: Pinned::default(),
+            kept: Kept::default(),
         }
     }
 }
@@ -269,6 +279,22 @@ impl Config {
         route
             .and_then(|r| r.formats.as_deref())
             .unwrap_or(&self.formats)
+    }
+
+    /// Route `route`'s asynchronous batches, if it has them.
+    pub(crate) fn respond_async_of(&self, route: usize) -> Option<&RespondAsync> {
+        self.routes[route]
+            .respond_async
+            .as_ref()
+            .or(self.kept.respond_async.as_ref())
+    }
+
+    /// Route `route`'s idempotency keys, if it has them.
+    pub(crate) fn idempotency_of(&self, route: usize) -> Option<&Idempotency> {
+        self.routes[route]
+            .idempotency
+            .as_ref()
+            .or(self.kept.idempotency.as_ref())
     }
 
     pub(crate) fn is_batch_path(&self, path: &str) -> bool {

@@ -9,8 +9,10 @@ use http::{HeaderName, Method, Request};
 
 use crate::config::{normalise_root, AuthPolicy, Config, Execution, PathPattern, Route};
 use crate::format::Format;
+use crate::kept::{Idempotency, RespondAsync};
 use crate::limits::Limits;
 use crate::route::BatchRoute;
+use crate::store::AnswerStore;
 
 /// Adds batch support to a service: see the [crate docs](crate) for an example.
 ///
@@ -98,6 +100,7 @@ impl BatchLayer {
         self.drop_default_path();
         let config = self.config();
         config.has_tests |= route.route.when.is_some();
+        config.kept.any_async |= route.route.respond_async.is_some();
         config.routes.push(route.route);
         self
     }
@@ -418,6 +421,58 @@ impl BatchLayer {
     /// since a client can send them too; the last value of each (the nearest proxy's) is used.
     pub fn trust_forwarded_headers(mut self, trust: bool) -> Self {
         self.config().trust_forwarded = trust;
+        self
+    }
+
+    /// Answers batches sent with `Prefer: respond-async` asynchronously at every route that does
+    /// not say otherwise (see [`RespondAsync`] and [`BatchRoute::respond_async`]). Default: off.
+    pub fn respond_async(mut self, settings: RespondAsync) -> Self {
+        let config = self.config();
+        config.kept.respond_async = Some(settings);
+        config.kept.any_async = true;
+        self
+    }
+
+    /// Keeps the answers of batches sent with an `Idempotency-Key` at every route that does not
+    /// say otherwise (see [`Idempotency`] and [`BatchRoute::idempotency`]). Default: off.
+    pub fn idempotency(mut self, settings: Idempotency) -> Self {
+        self.config().kept.idempotency = Some(settings);
+        self
+    }
+
+    /// Where asynchronous batches' status monitors and idempotency keys' answers are kept.
+    /// Default: a [`MemoryStore`](crate::store::MemoryStore) of this layer's own, enough for one
+    /// instance; replicas that share a load balancer need a shared store, such as
+    /// [`RedisStore`](crate::store::RedisStore) (feature `redis`).
+    pub fn store(mut self, store: impl AnswerStore) -> Self {
+        self.config().kept.store = Arc::new(store);
+        self
+    }
+
+    /// Where status monitors are served: `prefix` then the monitor's id (default
+    /// `/batch-monitor/`). Requests there never reach the inner service.
+    pub fn monitor_path(mut self, prefix: impl AsRef<str>) -> Self {
+        let mut prefix = prefix.as_ref().trim_end_matches('/').to_owned();
+        if !prefix.starts_with('/') {
+            prefix.insert(0, '/');
+        }
+        prefix.push('/');
+        self.config().kept.monitor_path = prefix;
+        self
+    }
+
+    /// The deadline of each call to the answer store (default 2 s). A call that misses it counts
+    /// as a failed store: a new asynchronous or keyed batch is answered `503` without running.
+    pub fn store_timeout(mut self, d: Duration) -> Self {
+        self.config().kept.timeout = d;
+        self
+    }
+
+    /// How many batches may run in tasks of their own at once (default 64): asynchronous ones,
+    /// and keyed ones, which go on when their client leaves so that a retry finds the answer.
+    /// Beyond it, a new asynchronous or keyed batch is answered `503` without running.
+    pub fn max_background_batches(mut self, n: usize) -> Self {
+        self.config().kept.max_background = n;
         self
     }
 

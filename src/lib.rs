@@ -13,6 +13,7 @@
 // section.
 mod batch;
 mod body;
+mod cancel;
 mod change_set;
 mod check;
 mod config;
@@ -21,17 +22,21 @@ mod error;
 pub mod format;
 mod future;
 mod graph;
+mod idempotency;
 mod inherit;
 mod item;
+mod kept;
 mod layer;
 mod limits;
 mod path;
 mod pinned;
+mod respond_async;
 mod route;
 mod run;
 mod schedule;
 mod service;
 mod stall;
+pub mod store;
 mod transaction;
 
 #[cfg(feature = "client")]
@@ -52,6 +57,7 @@ pub use context::{BatchContext, BatchStore};
 pub use error::{BatchError, BoxError, ItemError};
 pub use future::ResponseFuture;
 pub use item::{ChangeSetAnswer, Item, ItemMeta};
+pub use kept::{BatchIdentity, Idempotency, RespondAsync};
 pub use layer::BatchLayer;
 pub use limits::Limits;
 pub use route::BatchRoute;

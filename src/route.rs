@@ -7,6 +7,7 @@ use http::Request;
 
 use crate::config::{normalise_root, PathPattern, Route};
 use crate::format::{Dialect, Format};
+use crate::kept::{Idempotency, RespondAsync};
 use crate::transaction::TransactionProvider;
 
 /// A place batches are posted to, with its [`Dialect`], its service root and its transactions.
@@ -52,6 +53,8 @@ impl fmt::Debug for BatchRoute {
             .field("service_root", &r.service_root)
             .field("transactions", &r.transactions.is_some())
             .field("encoded_slashes", &r.encoded_slashes)
+            .field("respond_async", &r.respond_async)
+            .field("idempotency", &r.idempotency)
             .finish_non_exhaustive()
     }
 }
@@ -128,6 +131,22 @@ impl BatchRoute {
     /// [`TransactionProvider`]).
     pub fn transactions(mut self, provider: impl TransactionProvider) -> Self {
         self.route.transactions = Some(Arc::new(provider));
+        self
+    }
+
+    /// Answers batches sent here with `Prefer: respond-async` asynchronously, with a status
+    /// monitor (see [`RespondAsync`]). Default: the layer's
+    /// [`respond_async`](crate::BatchLayer::respond_async), off unless set there.
+    pub fn respond_async(mut self, settings: RespondAsync) -> Self {
+        self.route.respond_async = Some(settings);
+        self
+    }
+
+    /// Keeps the answers of batches sent here with an `Idempotency-Key`, for their retries (see
+    /// [`Idempotency`]). Default: the layer's
+    /// [`idempotency`](crate::BatchLayer::idempotency), off unless set there.
+    pub fn idempotency(mut self, settings: Idempotency) -> Self {
+        self.route.idempotency = Some(settings);
         self
     }
 }

@@ -15,8 +15,11 @@ use crate::body::ResponseBody;
 use crate::config::Config;
 use crate::error::{BatchError, BoxError};
 use crate::format::{self, parse_content_type};
-use crate::future::ResponseFuture;
+use crate::future::{BatchFuture, ResponseFuture};
+use crate::idempotency;
+use crate::kept::{owner, prefers_async};
 use crate::layer::BatchLayer;
+use crate::respond_async::{self, Counted, Run};
 
 /// Serves batches in front of an inner service: see the [crate docs](crate) for an example.
 ///
@@ -98,6 +101,9 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let mut req = req;
+        if let Some(id) = self.config.kept.monitor_id(req.uri().path()) {
+            return monitor(&self.config, id.to_owned(), &req);
+        }
         let mut route = self.config.route_of_path(req.uri().path());
         if route.is_none() && self.config.has_tests {
             // A route's test sees the head alone; the body is set aside, not copied.
@@ -162,16 +168,85 @@ where
         // the service to nest into, and never names `Batch` itself.
         let nested: Nested<Self> = (self.config.max_nesting > 0).then(|| self.clone());
         let config = self.config.clone();
-        ResponseFuture::batch(Box::pin(run_batch(
-            service,
-            nested,
-            config,
-            route_index,
-            format,
-            mime,
-            req,
-        )))
+        // Plain batches pay two lookups in the route's settings here, and a header lookup for
+        // each feature the route has.
+        let respond_async = config
+            .respond_async_of(route_index)
+            .filter(|_| prefers_async(req.headers()))
+            .cloned();
+        let keyed = config
+            .idempotency_of(route_index)
+            .filter(|_| req.headers().contains_key("idempotency-key"))
+            .cloned();
+        if respond_async.is_none() && keyed.is_none() {
+            return ResponseFuture::batch(Box::pin(run_batch(
+                service,
+                nested,
+                config,
+                route_index,
+                format,
+                mime,
+                req,
+            )));
+        }
+        let owner = owner(req.extensions(), req.headers());
+        let kept = config.kept.clone();
+        let limits = config.limits.clone();
+        let route_name = format!("{route_index}:{}", config.routes[route_index].raw_path());
+        let run: Run<ReqBody, ResBody> = Box::new(move |req, progress| match progress {
+            None => Box::pin(run_batch(
+                service,
+                nested,
+                config,
+                route_index,
+                format,
+                mime,
+                req,
+            )),
+            Some(progress) => Box::pin(run_batch(
+                Counted::new(service, progress),
+                nested,
+                config,
+                route_index,
+                format,
+                mime,
+                req,
+            )),
+        });
+        let future: BatchFuture<ResBody> = match (keyed, respond_async) {
+            (Some(opts), respond_async) => Box::pin(idempotency::serve(
+                kept,
+                opts,
+                respond_async,
+                limits,
+                route_name,
+                owner,
+                req,
+                run,
+            )),
+            (None, Some(opts)) => Box::pin(respond_async::accept(kept, opts, owner, req, run)),
+            (None, None) => unreachable!("checked above"),
+        };
+        ResponseFuture::batch(future)
     }
+}
+
+/// A request to a status monitor, answered by the layer.
+fn monitor<F, B>(config: &Config, id: String, req: &Request<impl Sized>) -> ResponseFuture<F, B>
+where
+    B: 'static,
+{
+    let kept = config.kept.clone();
+    let opts = kept
+        .respond_async
+        .clone()
+        .or_else(|| config.routes.iter().find_map(|r| r.respond_async.clone()))
+        .unwrap_or_default();
+    let owner = owner(req.extensions(), req.headers());
+    let answer = respond_async::monitor(kept, opts, id, req.method().clone(), owner);
+    ResponseFuture::batch(Box::pin(
+        async move { answer.await.map(ResponseBody::full) },
+    ))
 }
 
 /// The request body's content coding, when it is anything but `identity`: the formats read the

@@ -173,6 +173,31 @@ async fn snippet_8() -> Result<(), BoxError> {
     Ok(())
 }
 
+#[rustfmt::skip]
+fn snippet_9() {
+    use http_batch::{BatchLayer, BatchRoute, Idempotency, RespondAsync};
+
+    let layer = BatchLayer::new()
+        .route(BatchRoute::path("/batch"))
+        // Every route: `Prefer: respond-async` gets a monitor, `Idempotency-Key` a replay.
+        .respond_async(RespondAsync::new())
+        .idempotency(Idempotency::new());
+    drop(layer);
+}
+
+#[cfg(feature = "redis")]
+#[rustfmt::skip]
+fn snippet_10() -> Result<(), BoxError> {
+    use http_batch::{BatchLayer, Idempotency, RespondAsync};
+
+    let layer = BatchLayer::new()
+        .store(http_batch::store::RedisStore::new("redis://127.0.0.1:6379/")?)
+        .respond_async(RespondAsync::new())
+        .idempotency(Idempotency::new());
+    drop(layer);
+    Ok(())
+}
+
 /// The README's ```rust blocks, each one's lines in order and trimmed.
 fn readme_blocks() -> Vec<Vec<String>> {
     let readme = include_str!("../README.md");

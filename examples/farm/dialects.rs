@@ -17,7 +17,7 @@
 //! database, not by a lock here.
 
 use http_batch::format::Dialect;
-use http_batch::{BatchLayer, BatchRoute};
+use http_batch::{BatchLayer, BatchRoute, Idempotency, RespondAsync};
 
 use super::Db;
 
@@ -33,6 +33,9 @@ fn azure_batch(req: &http::Request<()>) -> bool {
 /// The batch layer with every dialect's route; change sets run in transactions of `tx`.
 pub(super) fn layer(tx: Db) -> BatchLayer {
     BatchLayer::new()
+        // Every route: `Prefer: respond-async` gets a status monitor, `Idempotency-Key` a replay.
+        .respond_async(RespondAsync::new())
+        .idempotency(Idempotency::new())
         .route(BatchRoute::path("/batch"))
         .route(BatchRoute::path("/batch/farm/v1"))
         .route(

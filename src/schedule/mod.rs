@@ -30,6 +30,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::{Request, Response, StatusCode};
 
+use crate::cancel::Cancel;
 use crate::config::Execution;
 use crate::error::{error_response, not_run};
 use crate::graph::Graph;
@@ -77,6 +78,8 @@ pub(crate) struct Scheduler {
     sets: Option<Box<Sets>>,
     /// Items whose path starts with a `$` reference to an earlier item, if any.
     refs: Option<Box<References>>,
+    /// Set when the batch may be cancelled (an asynchronous batch's monitor).
+    cancel: Option<Cancel>,
 }
 
 /// What makes items wait for each other: dependencies, change sets and `$` references.
@@ -151,6 +154,7 @@ impl Scheduler {
             budget,
             sets,
             refs,
+            cancel: None,
         };
         match &s.graph {
             None => s
@@ -414,6 +418,29 @@ impl Scheduler {
         }
     }
 
+    /// Starts no more items once `cancel` says so.
+    pub(crate) fn cancel_on(mut self, cancel: Cancel) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    /// Answers every item that has not started as not run (the batch was cancelled); running
+    /// items finish. The answers go the way of any other, so a change set with a member not yet
+    /// run fails and rolls back once its running member is done, and dependents are told. Items
+    /// already handed to a lane (`Execution::Spawned`) are the lane's.
+    fn cancel_waiting(&mut self) {
+        self.ready.clear();
+        for i in 0..self.slots.len() {
+            if matches!(self.slots[i], Slot::Waiting(..)) {
+                let res = not_run(error_response(
+                    StatusCode::CONFLICT,
+                    "the batch was cancelled before this item started, so it was not run",
+                ));
+                self.settle(i, res);
+            }
+        }
+    }
+
     /// Item `i`, the next in order, is answered with `res`: the body may have it.
     fn emit(&mut self, i: usize, res: Response<Bytes>) -> Answer {
         self.budget.release(&res);
@@ -460,6 +487,11 @@ impl Scheduler {
                     self.expire(d);
                     continue;
                 }
+            }
+            if self.cancel.as_ref().is_some_and(|c| c.poll_cancelled(cx)) {
+                self.cancel = None;
+                self.cancel_waiting();
+                continue;
             }
             let (mut answered, next) = self.launch_ready(cx);
             if let Some(res) = next {

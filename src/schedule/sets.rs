@@ -449,7 +449,9 @@ impl Scheduler {
         for m in run.members.clone() {
             let slot = std::mem::replace(&mut self.slots[m], Slot::Running);
             let res = match slot {
-                Slot::Held(res) if keep || Some(m) == failed => res,
+                // A member that was never run (its dependency failed, the batch was
+                // cancelled) keeps the answer that says why.
+                Slot::Held(res) if keep || Some(m) == failed || !change_set::ran(&res) => res,
                 Slot::Held(res) => {
                     self.budget.release(&res);
                     let res = change_set::rolled_back(failed, &why);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod counting;
+pub mod kept;
 pub mod postgres;
 
 use std::net::SocketAddr;
