@@ -204,7 +204,10 @@ async fn callers_that_give_up_free_their_slots() {
         assert!(quitter.await.unwrap(), "a stuck batch answered");
     }
     assert!(batches.load(Ordering::SeqCst) >= 16);
-    let direct = http_client().oneshot(get_req(addr, "/echo/1")).await.unwrap();
+    let direct = http_client()
+        .oneshot(get_req(addr, "/echo/1"))
+        .await
+        .unwrap();
     assert_eq!(direct.status(), StatusCode::OK);
     let calls = (0..5).map(|i| {
         let client = client.clone();
@@ -417,7 +420,11 @@ async fn the_item_limit_in_a_refusal_is_learned() {
         });
         let answers = futures_util::future::join_all(calls).await;
         for (i, answer) in answers.into_iter().enumerate() {
-            assert_eq!(answer, (StatusCode::OK, i.to_string()), "round {round}, call {i}");
+            assert_eq!(
+                answer,
+                (StatusCode::OK, i.to_string()),
+                "round {round}, call {i}"
+            );
         }
         if round == 1 {
             assert_eq!(requests.load(Ordering::SeqCst) - before, 3, "learned");
@@ -441,7 +448,12 @@ async fn throttling_server() -> (SocketAddr, Arc<AtomicUsize>) {
         async move {
             hits.fetch_add(1, Ordering::SeqCst);
             if seen.lock().unwrap().insert(key) {
-                (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response()
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "1")],
+                    "slow down",
+                )
+                    .into_response()
             } else {
                 "done".into_response()
             }
@@ -455,8 +467,8 @@ async fn throttling_server() -> (SocketAddr, Arc<AtomicUsize>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_calls_are_retried_after_their_delay_when_safe() {
     let (addr, hits) = throttling_server().await;
-    let client = AutoBatchLayer::new(format!("http://{addr}/batch").parse().unwrap())
-        .layer(http_client());
+    let client =
+        AutoBatchLayer::new(format!("http://{addr}/batch").parse().unwrap()).layer(http_client());
     let started = Instant::now();
     let res = client
         .clone()
@@ -576,13 +588,16 @@ fn a_flood_of_tiny_parts_is_refused_in_bounded_memory() {
 
 /// A server that answers every batch with one canned multipart answer.
 async fn canned_server(answer: String) -> SocketAddr {
-    let app = Router::new().route(
-        "/batch",
-        post(move || {
-            let answer = answer.clone();
-            async move { ([("content-type", "multipart/mixed; boundary=b")], answer).into_response() }
-        }),
-    );
+    let app =
+        Router::new().route(
+            "/batch",
+            post(move || {
+                let answer = answer.clone();
+                async move {
+                    ([("content-type", "multipart/mixed; boundary=b")], answer).into_response()
+                }
+            }),
+        );
     serve(app).await
 }
 
@@ -613,7 +628,9 @@ async fn the_retry_plan_names_what_did_not_run_and_what_was_throttled() {
         + "--b--\r\n";
     let addr = canned_server(answer).await;
     let mut batch = BatchRequest::new(format!("http://{addr}/batch").parse().unwrap());
-    for id in ["ok", "dep", "late", "stopped", "full", "slow", "busy", "down", "bad"] {
+    for id in [
+        "ok", "dep", "late", "stopped", "full", "slow", "busy", "down", "bad",
+    ] {
         batch
             .add_with_id(id, http::Request::get("/x").body(Bytes::new()).unwrap())
             .unwrap();

@@ -150,10 +150,7 @@ where
             let mut retries = if retry_safe { config.retries } else { 0 };
             loop {
                 let (reply, answer) = oneshot::channel();
-                let call = Call {
-                    request: copy_request(&request),
-                    reply,
-                };
+                let call = Call::new(copy_request(&request), reply);
                 queue.send(call).await.map_err(|_| gone())?;
                 let response = answer.await.map_err(|_| gone())??;
                 let wait = throttled(&response).filter(|wait| *wait <= config.max_retry_wait);

@@ -30,22 +30,38 @@ use crate::error::BoxError;
 
 /// One call waiting for its batch.
 pub(crate) struct Call {
-    pub(crate) request: Request<Bytes>,
-    pub(crate) reply: oneshot::Sender<Result<Response<Bytes>, BoxError>>,
+    request: Request<Bytes>,
+    reply: oneshot::Sender<Result<Response<Bytes>, BoxError>>,
+    /// About how many bytes this call adds to a multipart batch.
+    size: u64,
 }
 
 impl Call {
-    /// About how many bytes this call adds to a multipart batch: its head, its body, and the
-    /// part's own lines.
-    fn size(&self) -> u64 {
-        let head: usize = self
-            .request
+    pub(crate) fn new(
+        request: Request<Bytes>,
+        reply: oneshot::Sender<Result<Response<Bytes>, BoxError>>,
+    ) -> Self {
+        // Its head, its body, and the part's own lines.
+        let head: usize = request
             .headers()
             .iter()
             .map(|(name, value)| name.as_str().len() + value.len() + 4)
             .sum();
-        let line = self.request.method().as_str().len() + self.request.uri().to_string().len();
-        (head + line + self.request.body().len() + PART_OVERHEAD) as u64
+        let uri = request.uri();
+        let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+            + uri.authority().map_or(0, |a| a.as_str().len())
+            + uri.path_and_query().map_or(1, |p| p.as_str().len());
+        let line = request.method().as_str().len() + target;
+        let size = (head + line + request.body().len() + PART_OVERHEAD) as u64;
+        Call {
+            request,
+            reply,
+            size,
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.size
     }
 }
 
@@ -347,7 +363,7 @@ async fn exchange<S, ReqB, ResB>(
     let mut replies = Vec::with_capacity(calls.len());
     // Kept to be sent again if the batch is refused for its size.
     let mut requests = Vec::with_capacity(calls.len());
-    for Call { request, reply } in calls {
+    for Call { request, reply, .. } in calls {
         // The answers come back in request order through the batch response; the handle is
         // not needed.
         batch.add(copy_request(&request));
@@ -384,7 +400,7 @@ async fn exchange<S, ReqB, ResB>(
             let calls: Vec<Call> = requests
                 .into_iter()
                 .zip(replies)
-                .map(|(request, reply)| Call { request, reply })
+                .map(|(request, reply)| Call::new(request, reply))
                 .collect();
             if calls.len() == 1 {
                 let call = calls.into_iter().next().expect("one call");
@@ -430,7 +446,7 @@ where
     ResB: Body,
     ResB::Error: Into<BoxError>,
 {
-    let Call { request, reply } = call;
+    let Call { request, reply, .. } = call;
     let mut replies = [reply];
     let send = async move {
         let response = client
