@@ -2,6 +2,8 @@
 //! auto-batching layer with several windows. A lone call through the layer should take about
 //! one window plus one direct call (the batch of one it travels in is a little larger).
 //!
+//! Throughput under load: calls per second when many callers share the layer at once.
+//!
 //! Run with: cargo bench --bench autobatch
 
 use std::net::SocketAddr;
@@ -80,5 +82,55 @@ fn single_call_latency(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, single_call_latency);
+/// Calls per second with 256 callers at once, each making one call at a time: the batches fill
+/// up, so this measures what the layer does per call (gathering, encoding, reading, handing
+/// out), not the window.
+fn calls_per_second(c: &mut Criterion) {
+    const CALLERS: usize = 256;
+    const CALLS: usize = 4096;
+    let rt = Runtime::new().unwrap();
+    let addr = rt.block_on(server());
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let batched = rt.block_on(async {
+        AutoBatchLayer::new(format!("http://{addr}/batch").parse().unwrap())
+            .window(Duration::from_millis(1))
+            .layer(client.clone())
+    });
+    let mut group = c.benchmark_group("auto_batch_load");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .throughput(criterion::Throughput::Elements(CALLS as u64));
+    group.bench_function("calls_256_callers", |b| {
+        b.to_async(&rt).iter(|| {
+            let batched = batched.clone();
+            async move {
+                let left = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(CALLS));
+                let mut callers = Vec::with_capacity(CALLERS);
+                for _ in 0..CALLERS {
+                    let (batched, left) = (batched.clone(), left.clone());
+                    callers.push(tokio::spawn(async move {
+                        while left
+                            .fetch_update(
+                                std::sync::atomic::Ordering::Relaxed,
+                                std::sync::atomic::Ordering::Relaxed,
+                                |n| n.checked_sub(1),
+                            )
+                            .is_ok()
+                        {
+                            let res = batched.clone().oneshot(request(addr)).await.unwrap();
+                            res.into_body().collect().await.unwrap();
+                        }
+                    }));
+                }
+                for caller in callers {
+                    caller.await.unwrap();
+                }
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, single_call_latency, calls_per_second);
 criterion_main!(benches);

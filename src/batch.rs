@@ -341,6 +341,7 @@ where
         span,
         config.limits.max_response_bytes,
         config.limits.stall_timeout,
+        config.limits.answer_timeout,
     );
     let mut res = Response::new(ResponseBody::batch(body));
     *res.status_mut() = dialect.status();

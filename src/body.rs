@@ -14,7 +14,7 @@ use crate::error::{error_response, not_run, BoxError, NotRun};
 use crate::format::Encoder;
 use crate::item::{ChangeSetAnswer, ItemMeta};
 use crate::schedule::{Answer, Scheduler};
-use crate::stall::Watched;
+use crate::stall::{Cut, Watched};
 
 /// Answers are gathered into frames of about this size, so small items do not each cost a write.
 const FRAME_BYTES: usize = 64 * 1024;
@@ -82,22 +82,39 @@ impl<B> fmt::Debug for ResponseBody<B> {
     }
 }
 
-/// The error a batch answer ends with when its client took nothing for the stall timeout: the
-/// answer is cut off, not ended, so the server resets the stream and neither the client nor a
-/// proxy in between can take what was sent for a whole answer.
+/// The error a batch answer ends with when its client took nothing for the stall timeout, or
+/// when the answer outlived the answer timeout: the answer is cut off, not ended, so the server
+/// resets the stream and neither the client nor a proxy in between can take what was sent for a
+/// whole answer.
 #[derive(Debug)]
 pub struct AnswerCutOff {
-    stall_timeout: Duration,
+    timeout: Duration,
+    cut: Cut,
+}
+
+impl AnswerCutOff {
+    /// Whether the answer was cut off because it outlived the answer timeout (rather than
+    /// because the client stopped reading).
+    pub fn expired(&self) -> bool {
+        self.cut == Cut::Expired
+    }
 }
 
 impl fmt::Display for AnswerCutOff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the client took nothing of the batch answer for {} ms; the answer was cut off and \
-             the items not yet answered were dropped",
-            self.stall_timeout.as_millis()
-        )
+        let ms = self.timeout.as_millis();
+        match self.cut {
+            Cut::Stalled => write!(
+                f,
+                "the client took nothing of the batch answer for {ms} ms; the answer was cut off \
+                 and the items not yet answered were dropped"
+            ),
+            Cut::Expired => write!(
+                f,
+                "the batch answer was not delivered within its answer timeout of {ms} ms; it was \
+                 cut off and the items not yet answered were dropped"
+            ),
+        }
     }
 }
 
@@ -161,6 +178,7 @@ pub(crate) struct BatchBody {
     written: usize,
     max_response_bytes: usize,
     stall_timeout: Duration,
+    answer_timeout: Duration,
 }
 
 impl BatchBody {
@@ -171,10 +189,11 @@ impl BatchBody {
         span: tracing::Span,
         max_response_bytes: usize,
         stall_timeout: Duration,
+        answer_timeout: Duration,
     ) -> Self {
         let capacity = (metas.len() * 256).clamp(1024, FRAME_BYTES);
         BatchBody {
-            scheduler: Watched::new(scheduler, stall_timeout),
+            scheduler: Watched::new(scheduler, stall_timeout, answer_timeout),
             encoder,
             metas,
             span,
@@ -187,6 +206,7 @@ impl BatchBody {
             written: 0,
             max_response_bytes,
             stall_timeout,
+            answer_timeout,
         }
     }
 
@@ -206,14 +226,21 @@ impl BatchBody {
     fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, AnswerCutOff>>> {
         let span = self.span.clone();
         let _enter = span.enter();
-        let Some(mut guard) = self.scheduler.polled() else {
-            // The client stopped reading and the batch was ended: the answer is cut off here,
-            // with an error, so that it cannot pass for a whole one.
+        let guard = match self.scheduler.expired() {
+            true => None,
+            false => self.scheduler.polled(),
+        };
+        let Some(mut guard) = guard else {
+            // The client stopped reading, or the answer outlived its timeout, and the batch was
+            // ended: the answer is cut off here, with an error, so that it cannot pass for a
+            // whole one.
             self.finished = true;
-            debug_assert!(self.scheduler.stalled());
-            let cut_off = AnswerCutOff {
-                stall_timeout: self.stall_timeout,
+            let cut = self.scheduler.cut().unwrap_or(Cut::Stalled);
+            let timeout = match cut {
+                Cut::Stalled => self.stall_timeout,
+                Cut::Expired => self.answer_timeout,
             };
+            let cut_off = AnswerCutOff { timeout, cut };
             tracing::warn!(bytes = self.written, "{cut_off}");
             return Poll::Ready(Some(Err(cut_off)));
         };

@@ -220,6 +220,13 @@ impl BatchLayer {
         self
     }
 
+    /// The longest a batch answer may live, from the start of the batch to its last byte. See
+    /// [`Limits::answer_timeout`].
+    pub fn answer_timeout(mut self, d: Duration) -> Self {
+        self.config().limits.answer_timeout = d;
+        self
+    }
+
     /// How long the client may take to send the batch body. Default 30 s; then `408`.
     pub fn read_timeout(mut self, d: Duration) -> Self {
         self.config().limits.read_timeout = d;

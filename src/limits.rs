@@ -30,6 +30,7 @@ pub struct Limits {
     pub(crate) read_timeout: Duration,
     pub(crate) max_held_bytes: usize,
     pub(crate) stall_timeout: Duration,
+    pub(crate) answer_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -59,6 +60,13 @@ impl Default for Limits {
             // A client that takes nothing of the answer for this long has stopped reading; the
             // same allowance as for sending the batch.
             stall_timeout: Duration::from_secs(30),
+            // The whole answer's life, from the start of the batch to its last byte: the default
+            // batch timeout (60 s) to run the items, and as long again to deliver the answer.
+            // A reader that takes a frame now and then passes every stall check, so only a
+            // bound on the whole holds its items and held answers to a finite time; 60 s
+            // delivers the default 8 MiB of held answers at 140 KB/s, and a typical answer of
+            // a few hundred KiB over any link that is not broken.
+            answer_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -142,6 +150,25 @@ impl Limits {
     pub fn stall_timeout(mut self, d: Duration) -> Self {
         self.stall_timeout = d;
         self
+    }
+
+    /// The longest a batch answer may live, from the start of the batch to the answer's last
+    /// byte. Default 120 seconds: the default batch timeout (60 s) to run the items, and as
+    /// long again to deliver the answer.
+    ///
+    /// The [stall timeout](Self::stall_timeout) alone lets a client that takes a few bytes now
+    /// and then hold the batch's items and held answers for hours; past this time the batch
+    /// ends as for a stall and the answer is cut off with
+    /// [`AnswerCutOff`](crate::AnswerCutOff). Keep it above the batch timeout, and raise it
+    /// for very large answers to slow clients.
+    pub fn answer_timeout(mut self, d: Duration) -> Self {
+        self.answer_timeout = d;
+        self
+    }
+
+    /// The answer timeout.
+    pub fn answer_timeout_duration(&self) -> Duration {
+        self.answer_timeout
     }
 
     /// The most bytes of held answers.

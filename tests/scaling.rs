@@ -483,3 +483,162 @@ fn change_set_shapes_run_their_change_sets() {
         .iter()
         .all(|r| r["status"] == 200 && r["atomicityGroup"] == group.as_str()));
 }
+
+/// One answer for the client to read: how many items it asked for, and the server's answer.
+struct ClientShape {
+    name: &'static str,
+    n: usize,
+    build: fn(usize) -> (usize, bytes::Bytes),
+}
+
+fn answer_part(id: Option<usize>, body_bytes: usize) -> String {
+    let content_id = id.map_or(String::new(), |i| {
+        format!("Content-ID: <response-item-{i}>\r\n")
+    });
+    format!(
+        "--b\r\nContent-Type: application/http\r\n{content_id}\r\nHTTP/1.1 200 OK\r\nContent-Length: {body_bytes}\r\n\r\n{}\r\n",
+        "x".repeat(body_bytes)
+    )
+}
+
+fn client_shapes() -> Vec<ClientShape> {
+    vec![
+        // One part per item, answered in reverse order by Content-ID.
+        ClientShape {
+            name: "client: parts",
+            n: 200,
+            build: |n| {
+                let parts: String = (1..=n).rev().map(|i| answer_part(Some(i), 8)).collect();
+                (n, (parts + "--b--\r\n").into())
+            },
+        },
+        // Parts without a Content-ID, matched by position.
+        ClientShape {
+            name: "client: unnamed parts",
+            n: 200,
+            build: |n| {
+                let parts: String = (0..n).map(|_| answer_part(None, 8)).collect();
+                (n, (parts + "--b--\r\n").into())
+            },
+        },
+        // One item whose answer grows.
+        ClientShape {
+            name: "client: part KiB",
+            n: 64,
+            build: |n| (1, (answer_part(Some(1), n * 1024) + "--b--\r\n").into()),
+        },
+        // Ten items, the whole answer grows.
+        ClientShape {
+            name: "client: answer KiB",
+            n: 128,
+            build: |n| {
+                let parts: String = (1..=10).map(|i| answer_part(Some(i), n * 100)).collect();
+                (10, (parts + "--b--\r\n").into())
+            },
+        },
+        // Two items asked for, a flood of tiny parts answered: counted and refused.
+        ClientShape {
+            name: "client: extra tiny parts",
+            n: 20_000,
+            build: |n| (2, "--b\r\n\r\n".repeat(n).into()),
+        },
+    ]
+}
+
+/// Reads one canned answer through `BatchRequest::send`; the peak heap, in bytes.
+fn client_run(rt: &tokio::runtime::Runtime, items: usize, answer: bytes::Bytes) -> usize {
+    use http_batch::client::BatchRequest;
+    let base = reset_peak();
+    rt.block_on(async move {
+        let mut batch = BatchRequest::new(http::Uri::from_static("http://example.com/batch"));
+        for _ in 0..items {
+            batch.add(Request::get("/ok").body(bytes::Bytes::new()).unwrap());
+        }
+        let server = tower::service_fn(move |_req: Request<http_body_util::Full<bytes::Bytes>>| {
+            let answer = answer.clone();
+            async move {
+                let mut res = http::Response::new(http_body_util::Full::new(answer));
+                res.headers_mut().insert(
+                    "content-type",
+                    http::HeaderValue::from_static("multipart/mixed; boundary=b"),
+                );
+                Ok::<_, std::convert::Infallible>(res)
+            }
+        });
+        // Read, or refused as a whole; either way the cost is what is measured.
+        let _ = batch.send(server).await;
+    });
+    peak_growth(base)
+}
+
+fn client_measure(
+    rt: &tokio::runtime::Runtime,
+    build: fn(usize) -> (usize, bytes::Bytes),
+    n: usize,
+    k: usize,
+) -> (u64, usize) {
+    let mut cpu = 0;
+    let mut peak = usize::MAX;
+    for _ in 0..k {
+        let (items, answer) = build(n);
+        let wall = Instant::now();
+        let before = cpu_ns(wall);
+        peak = peak.min(client_run(rt, items, answer));
+        cpu += cpu_ns(wall).saturating_sub(before);
+    }
+    (cpu, peak)
+}
+
+/// The client's dimensions: parts, part size, answer size, and parts beyond the items asked
+/// for. Time and heap at 8n stay within the same bounds as the server's.
+#[test]
+fn the_client_reads_in_linear_time_and_memory() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut failures = Vec::new();
+    for shape in client_shapes() {
+        let mut k = 0;
+        let mut spent = 0;
+        let wall = Instant::now();
+        while spent < 60_000_000 && k < 5000 && wall.elapsed().as_millis() < 1500 {
+            spent += client_measure(&rt, shape.build, shape.n, 1).0;
+            k += 1;
+        }
+        let k = k.max(3);
+        let mut best: Option<(f64, u64, u64, usize, usize)> = None;
+        for _ in 0..2 {
+            let (t1, m1) = client_measure(&rt, shape.build, shape.n, k);
+            let (t8, m8) = client_measure(&rt, shape.build, shape.n * 8, k);
+            let (t1, t8) = (t1 / k as u64, t8 / k as u64);
+            let ratio = t8 as f64 / t1.max(1) as f64;
+            if best.is_none_or(|(r, ..)| ratio < r) {
+                best = Some((ratio, t1, t8, m1, m8));
+            }
+            if ratio <= 16.0 {
+                break;
+            }
+        }
+        let (time_ratio, t1, t8, m1, m8) = best.expect("measured");
+        let heap_ratio = m8 as f64 / (m1.max(64 * 1024)) as f64;
+        println!(
+            "{:<26} {:>8} {:>8.2}ms {:>8.2}ms {:>7.1} {:>8}KiB {:>8}KiB {:>7.1}",
+            shape.name,
+            shape.n,
+            t1 as f64 / 1e6,
+            t8 as f64 / 1e6,
+            time_ratio,
+            m1 / 1024,
+            m8 / 1024,
+            heap_ratio
+        );
+        if time_ratio > 16.0 {
+            failures.push(format!("{}: time grew {time_ratio:.1}×", shape.name));
+        }
+        if heap_ratio > 12.0 {
+            failures.push(format!("{}: heap grew {heap_ratio:.1}×", shape.name));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

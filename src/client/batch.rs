@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::stream::{self, StreamExt};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, Uri};
@@ -17,6 +17,7 @@ use tower::{Service, ServiceExt};
 
 use super::error::{ClientError, ItemFailure};
 use super::read::{copy_response, read_answer, status_error, Outcome};
+use super::retry::RetryPlan;
 use crate::error::BoxError;
 use crate::format::multipart::{new_boundary, write_request};
 
@@ -487,17 +488,71 @@ where
         .await
         .map_err(ClientError::transport)?;
     let (parts, body) = response.into_parts();
-    let body = http_body_util::Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(ClientError::body)?
-        .to_bytes();
+    let body = read_body(body, &parts.headers, limit).await?;
     if !parts.status.is_success() {
         return Err(status_error(parts.status, parts.headers, body));
     }
     let ids: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
     read_answer(&parts.headers, body, &ids)
 }
+
+/// Reads a whole answer body into one buffer of at most `limit` bytes.
+///
+/// One buffer, not a list of chunks copied into one at the end: the answer costs its size once
+/// (twice at most while the buffer grows), and it is sized up front when the length is known.
+pub(crate) async fn read_body<B>(
+    body: B,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, ClientError>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ClientError::body(AnswerTooLarge { limit }));
+    }
+    let mut buf = BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ClientError::body)?;
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.remaining() > limit {
+            return Err(ClientError::body(AnswerTooLarge { limit }));
+        }
+        while data.has_remaining() {
+            let chunk = data.chunk();
+            buf.extend_from_slice(chunk);
+            let n = chunk.len();
+            data.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// The error of an answer larger than the client reads.
+#[derive(Debug)]
+struct AnswerTooLarge {
+    limit: usize,
+}
+
+impl fmt::Display for AnswerTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the batch answer is larger than the client's limit of {} bytes",
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for AnswerTooLarge {}
 
 /// A handle to one item of a [`BatchRequest`]: a future that resolves to the item's response
 /// once its batch request has been answered.
@@ -571,6 +626,28 @@ impl BatchResponse {
     /// The ids, in request order.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.items.iter().map(|(id, _)| id.as_str())
+    }
+
+    /// The items that can be sent again, and when: those the server did not run (`424`, and a
+    /// `504` or `507` that says the item was not run) and those it throttled (`429` or `503`
+    /// with a `Retry-After`). Items that ran are never in it.
+    ///
+    /// ```
+    /// # fn plan(answers: &http_batch::client::BatchResponse) {
+    /// let plan = answers.retry_plan();
+    /// for retry in plan.iter() {
+    ///     println!("{} again in {:?} ({:?})", retry.id(), retry.after(), retry.reason());
+    /// }
+    /// # }
+    /// ```
+    pub fn retry_plan(&self) -> RetryPlan {
+        let mut plan = RetryPlan::default();
+        for (id, outcome) in &self.items {
+            if let Ok(response) = outcome {
+                plan.push(id, response);
+            }
+        }
+        plan
     }
 }
 

@@ -44,15 +44,29 @@
 //! A batch with more items than [`BatchRequest::max_per_batch`] (default 1000) goes out as
 //! several batch requests, one after another or [`concurrently`](BatchRequest::concurrency);
 //! every handle and callback still receives its own item's outcome.
+//!
+//! # Reading in bounded memory
+//!
+//! The client reads at most [`BatchRequest::max_response_bytes`] of an answer into one buffer,
+//! and takes one part per item it asked for: an answer with more parts is refused
+//! ([`ClientError::Decode`]) after counting them, without reading or keeping the extra ones.
+//! Matching parts to items costs time linear in the answer.
+//!
+//! # Sending again
+//!
+//! [`BatchResponse::retry_plan`] says which items can be sent again and when: those the server
+//! did not run, and those it throttled with a `Retry-After`.
 
 mod autobatch;
 mod batch;
 mod error;
 mod read;
+mod retry;
 
-pub use autobatch::{AutoBatch, AutoBatchBody, AutoBatchFuture, AutoBatchLayer};
+pub use autobatch::{AutoBatch, AutoBatchBody, AutoBatchFuture, AutoBatchLayer, RetrySafe};
 pub use batch::{
     BatchItem, BatchRequest, BatchResponse, Encoding, ItemHandle, DEFAULT_MAX_PER_BATCH,
     DEFAULT_MAX_RESPONSE_BYTES,
 };
 pub use error::{ClientError, ItemFailure};
+pub use retry::{Retry, RetryPlan, RetryReason};

@@ -14,11 +14,12 @@ use crate::limits::Limits;
 /// One item's outcome.
 pub(crate) type Outcome = Result<Response<Bytes>, ItemFailure>;
 
-/// Limits for reading answers: we asked for these items, so the answer may be as large as the
-/// server chooses to make it; only the nested heads stay bounded.
-fn reader_limits() -> Limits {
+/// Limits for reading an answer to `items` items: one part per item asked for (the parts
+/// beyond are counted, not kept, and refuse the answer), each as large as the server chooses
+/// within the whole answer's limit; only the nested heads stay bounded.
+fn reader_limits(items: usize) -> Limits {
     Limits::default()
-        .max_items(usize::MAX)
+        .max_items(items)
         .max_part_bytes(usize::MAX)
         .max_headers(512)
         .max_header_bytes(256 * 1024)
@@ -97,11 +98,21 @@ fn read_multipart(
     let boundary = boundary_of(mime).map_err(|e| ClientError::Decode {
         reason: e.to_string(),
     })?;
-    let limits = reader_limits();
+    let limits = reader_limits(ids.len());
     let raw_parts = match split_parts(&body, boundary.as_bytes(), &limits) {
         Ok(parts) => parts,
         // An answer with no parts leaves every item missing; that is an item problem.
         Err(BatchError::Empty) => Vec::new(),
+        // A server that answers more parts than it was asked for is broken or hostile; what it
+        // says of the items asked for cannot be trusted either.
+        Err(BatchError::TooManyItems { count, limit }) => {
+            return Err(ClientError::Decode {
+                reason: format!(
+                    "the answer holds {count} parts for {limit} items asked for; the parts \
+                     beyond were counted, not read"
+                ),
+            })
+        }
         Err(e) => {
             return Err(ClientError::Decode {
                 reason: e.to_string(),
@@ -187,6 +198,9 @@ pub(crate) fn assign(ids: &[String], parts: Vec<(Option<String>, Outcome)>) -> V
         .collect();
     let mut slots: Vec<Option<Outcome>> = (0..ids.len()).map(|_| None).collect();
     let mut unnamed = Vec::new();
+    // Where the search for a free slot resumes: slots before it are all taken, so matching
+    // stays linear however many parts come without a `Content-ID`.
+    let mut free = 0;
     for (position, (content_id, outcome)) in parts.into_iter().enumerate() {
         let Some(cid) = content_id else {
             unnamed.push((position, outcome));
@@ -206,7 +220,10 @@ pub(crate) fn assign(ids: &[String], parts: Vec<(Option<String>, Outcome)>) -> V
         let slot = if slots.get(position).is_some_and(Option::is_none) {
             Some(position)
         } else {
-            slots.iter().position(Option::is_none)
+            while slots.get(free).is_some_and(Option::is_some) {
+                free += 1;
+            }
+            (free < slots.len()).then_some(free)
         };
         if let Some(i) = slot {
             slots[i] = Some(outcome);

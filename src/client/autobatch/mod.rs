@@ -17,6 +17,19 @@ pub use body::AutoBatchBody;
 pub use future::AutoBatchFuture;
 pub use service::AutoBatch;
 
+/// A request extension that marks a call safe to send again, for methods that are not
+/// idempotent by themselves (a POST with an idempotency key, say). [`AutoBatchLayer`] retries
+/// throttled calls only when they are idempotent or carry this.
+///
+/// ```
+/// use http_batch::client::RetrySafe;
+///
+/// let mut request = http::Request::post("http://127.0.0.1:3000/orders").body(()).unwrap();
+/// request.extensions_mut().insert(RetrySafe);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetrySafe;
+
 type Predicate = Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
 
 /// Settings shared by a layer and every service it makes.
@@ -31,6 +44,12 @@ pub(crate) struct Config {
     pub(crate) predicate: Option<Predicate>,
     pub(crate) queue: usize,
     pub(crate) max_in_flight: usize,
+    pub(crate) max_batch_bytes: u64,
+    pub(crate) timeout: Duration,
+    pub(crate) split: bool,
+    pub(crate) learn_limits: bool,
+    pub(crate) retries: u32,
+    pub(crate) max_retry_wait: Duration,
 }
 
 impl Config {
@@ -52,7 +71,7 @@ impl Config {
     }
 }
 
-fn is_idempotent(method: &Method) -> bool {
+pub(crate) fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
@@ -68,6 +87,12 @@ impl fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("idempotent_only", &self.idempotent_only)
             .field("predicate", &self.predicate.is_some())
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("timeout", &self.timeout)
+            .field("split", &self.split)
+            .field("learn_limits", &self.learn_limits)
+            .field("retries", &self.retries)
+            .field("max_retry_wait", &self.max_retry_wait)
             .finish()
     }
 }
@@ -86,6 +111,27 @@ impl fmt::Debug for Config {
 /// - non-idempotent methods (POST, PATCH), if [`idempotent_only`](Self::idempotent_only) is set;
 /// - calls for which the [`batch_if`](Self::batch_if) predicate says no.
 ///
+/// # What it does on its own
+///
+/// Each call gets what it would have got alone, and no call waits without end:
+/// - **Fits its batches** to [`max_batch`](Self::max_batch) calls and
+///   [`max_batch_bytes`](Self::max_batch_bytes) (512 KiB, under the usual body limits), and to
+///   the server's limits once learned: it asks the batch URL with `OPTIONS` when the first call
+///   is batched, and reads the limit a `413` names. Turn off with
+///   [`learn_limits(false)`](Self::learn_limits).
+/// - **Splits** a batch the server refuses as a whole with `413` (too large, too many items,
+///   over a proxy's body limit) in two and sends each half again, down to a single call, which
+///   is sent alone, directly, and gets its own answer. Turn off with
+///   [`split(false)`](Self::split).
+/// - **Retries** a call answered `429` or `503` with a `Retry-After` of at most
+///   [`max_retry_wait`](Self::max_retry_wait) (10 s), after that delay, up to
+///   [`retries`](Self::retries) times (2), if the call is safe to repeat: an idempotent method,
+///   or a request marked with [`RetrySafe`]. Turn off with `retries(0)`.
+/// - **Bounds every exchange** by [`timeout`](Self::timeout) (30 s): past it, the calls fail
+///   and the slot is freed. A batch whose callers have all given up (dropped their futures) is
+///   dropped at once, freeing its slot, so a server that leaves answers open cannot block calls
+///   that a healthy one would answer.
+///
 /// # Responses and errors
 ///
 /// The service answers `http::Response<`[`AutoBatchBody`]`<ResB>>`, where `ResB` is the inner
@@ -99,7 +145,9 @@ impl fmt::Debug for Config {
 ///   receives that response (status, headers and body) as its own `Ok` response, which is what
 ///   it would have got calling directly;
 /// - when the answer holds no readable part for a call, that call fails with an
-///   [`ItemFailure`](super::ItemFailure).
+///   [`ItemFailure`](super::ItemFailure);
+/// - when the exchange passes its [`timeout`](Self::timeout), each of its calls fails with a
+///   [`ClientError::Transport`](super::ClientError::Transport) that says so.
 ///
 /// The batches are gathered by a task spawned on the tokio runtime of the first batched call,
 /// so calls must be made on a tokio runtime; the task ends when the last clone of the service
@@ -158,6 +206,18 @@ impl AutoBatchLayer {
                 // Enough to keep a server busy; few enough that a burst of calls cannot open
                 // an unbounded number of connections.
                 max_in_flight: 16,
+                // Under the usual request body limits (nginx's and many proxies' 1 MiB, axum's
+                // 2 MB), so that a full batch is not refused by a proxy in front of the server.
+                max_batch_bytes: 512 * 1024,
+                // A batch answer takes a round trip and the slowest of its calls; a server that
+                // has not answered in this long is stuck, and the slot must come back.
+                timeout: Duration::from_secs(30),
+                split: true,
+                learn_limits: true,
+                // Two more tries cover a short throttling spell without hiding a long one.
+                retries: 2,
+                // Waiting longer than this for a retry is the caller's decision, not ours.
+                max_retry_wait: Duration::from_secs(10),
             },
         }
     }
@@ -211,6 +271,55 @@ impl AutoBatchLayer {
     /// Default 1024.
     pub fn queue(mut self, n: usize) -> Self {
         self.config.queue = n.max(1);
+        self
+    }
+
+    /// The largest batch body, in bytes (estimated from the calls' sizes). A call that would
+    /// make the batch larger starts the next one. Default 512 KiB, under the usual request
+    /// body limits of proxies and servers (1 MiB and up); the server's own limit, once learned,
+    /// lowers it.
+    pub fn max_batch_bytes(mut self, n: u64) -> Self {
+        self.config.max_batch_bytes = n;
+        self
+    }
+
+    /// How long one exchange with the server (a batch, or a call sent alone) may take before
+    /// its calls fail and its slot is freed. Default 30 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// Whether a batch the server refuses as a whole for its size or item count (`413`) is
+    /// split and sent again, down to single calls sent alone, directly. Default on. Off, every
+    /// call of a refused batch receives the refusal.
+    pub fn split(mut self, on: bool) -> Self {
+        self.config.split = on;
+        self
+    }
+
+    /// Whether the layer asks the batch endpoint for its limits (`OPTIONS`, once, when the
+    /// first call is batched) and fits its batches to them and to the limits named in a `413`.
+    /// Default on.
+    pub fn learn_limits(mut self, on: bool) -> Self {
+        self.config.learn_limits = on;
+        self
+    }
+
+    /// How many times a call answered `429` or `503` with a `Retry-After` is sent again after
+    /// that delay, before its answer is handed back. Default 2; 0 turns retries off.
+    ///
+    /// Only calls that are safe to repeat are retried: idempotent methods (GET, HEAD, PUT,
+    /// DELETE, OPTIONS, TRACE) and requests carrying the [`RetrySafe`] extension.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.config.retries = n;
+        self
+    }
+
+    /// The longest `Retry-After` the layer waits out by itself. Default 10 s; a call asked to
+    /// wait longer gets its `429` or `503` back at once.
+    pub fn max_retry_wait(mut self, d: Duration) -> Self {
+        self.config.max_retry_wait = d;
         self
     }
 

@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use tower_service::Service;
 
 use super::future::AutoBatchFuture;
-use super::worker::{self, Call};
-use super::Config;
+use super::worker::{self, copy_request, Call};
+use super::{is_idempotent, Config, RetrySafe};
+use crate::client::retry::throttled;
 use crate::client::ClientError;
 use crate::error::BoxError;
 
@@ -139,16 +140,29 @@ where
             return AutoBatchFuture::direct(ready.call(Request::from_parts(parts, body)));
         }
         let shared = self.shared.clone();
+        let retry_safe =
+            is_idempotent(&parts.method) || parts.extensions.get::<RetrySafe>().is_some();
         AutoBatchFuture::batched(Box::pin(async move {
             let bytes = body.collect().await.map_err(Into::into)?.to_bytes();
             let request = Request::from_parts(parts, bytes);
             let queue = shared.queue().ok_or_else(gone)?;
-            let (reply, answer) = oneshot::channel();
-            queue
-                .send(Call { request, reply })
-                .await
-                .map_err(|_| gone())?;
-            answer.await.map_err(|_| gone())?
+            let config = &shared.config;
+            let mut retries = if retry_safe { config.retries } else { 0 };
+            loop {
+                let (reply, answer) = oneshot::channel();
+                let call = Call::new(copy_request(&request), reply);
+                queue.send(call).await.map_err(|_| gone())?;
+                let response = answer.await.map_err(|_| gone())??;
+                let wait = throttled(&response).filter(|wait| *wait <= config.max_retry_wait);
+                match wait {
+                    Some(wait) if retries > 0 => {
+                        retries -= 1;
+                        tracing::debug!(?wait, "a batched call was throttled; sent again later");
+                        tokio::time::sleep(wait).await;
+                    }
+                    _ => return Ok(response),
+                }
+            }
         }))
     }
 }
