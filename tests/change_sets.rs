@@ -19,6 +19,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use http_batch::format::Dialect;
 use http_batch::{BatchLayer, BatchRoute, BoxError, Transact, Transaction, TransactionProvider};
 
+use support::odata::{answers, status, Answer};
 use support::{post, Raw};
 
 type Store = Arc<Mutex<BTreeMap<String, String>>>;
@@ -218,66 +219,6 @@ fn put(name: &str, body: &str) -> String {
 
 async fn send(addr: SocketAddr, path: &str, body: String) -> Raw {
     post(addr, path, "multipart/mixed; boundary=batch_1", body, &[]).await
-}
-
-/// The top-level parts of an answer, and each change set's inner parts, read by multer.
-#[derive(Debug)]
-enum Answer {
-    Item {
-        content_id: Option<String>,
-        status: u16,
-        text: String,
-    },
-    ChangeSet(Vec<Answer>),
-}
-
-fn read_multipart(ct: &str, body: bytes::Bytes) -> BoxFuture<'static, Vec<Answer>> {
-    let boundary = ct
-        .split("boundary=")
-        .nth(1)
-        .unwrap_or_else(|| panic!("{ct}"))
-        .to_owned();
-    async move {
-        let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
-        let mut mp = multer::Multipart::new(stream, boundary);
-        let mut out = Vec::new();
-        while let Some(field) = mp.next_field().await.expect("multer reads the answer") {
-            let ct = field.headers()["content-type"].to_str().unwrap().to_owned();
-            let content_id = field
-                .headers()
-                .get("content-id")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let bytes = field.bytes().await.unwrap();
-            if ct.starts_with("multipart/mixed") {
-                assert!(ct.contains("boundary=changesetresponse_"), "{ct}");
-                out.push(Answer::ChangeSet(read_multipart(&ct, bytes).await));
-            } else {
-                assert_eq!(ct, "application/http");
-                let text = String::from_utf8_lossy(&bytes).into_owned();
-                let status = text[9..12].parse().unwrap();
-                out.push(Answer::Item {
-                    content_id,
-                    status,
-                    text,
-                });
-            }
-        }
-        out
-    }
-    .boxed()
-}
-
-async fn answers(raw: &Raw) -> Vec<Answer> {
-    let ct = raw.headers["content-type"].to_str().unwrap();
-    assert!(ct.contains("boundary=batchresponse_"), "{ct}");
-    read_multipart(ct, raw.body.clone()).await
-}
-
-fn status(a: &Answer) -> u16 {
-    match a {
-        Answer::Item { status, .. } => *status,
-        Answer::ChangeSet(_) => panic!("a change set, not an item: {a:?}"),
-    }
 }
 
 #[tokio::test]

@@ -402,7 +402,7 @@ async fn a_failing_item_leaves_no_row(backend: Backend) {
             "the members that ran are answered as rolled back: {}",
             raw.text()
         );
-        assert!((400..500).contains(&s[2]), "{}", raw.text());
+        assert!(s[2] >= 400, "{}", raw.text());
         assert_eq!(check.count("SELECT count(*) FROM things").await, 0);
     }
 }

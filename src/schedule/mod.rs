@@ -231,6 +231,12 @@ impl Scheduler {
         while let Some(next) = work.pop() {
             match next {
                 Work::Answered(j, res) => {
+                    // An item answered meanwhile keeps that answer: a change set decided
+                    // while this answer waited on the list (a dependency failed for two of its
+                    // members at once) has answered every member already.
+                    if !matches!(self.slots[j], Slot::Waiting(..) | Slot::Running) {
+                        continue;
+                    }
                     if self.is_member(j) {
                         self.member_answered(j, res, &mut work);
                     } else {
@@ -254,18 +260,25 @@ impl Scheduler {
             Slot::Done(res) => !res.status().is_success(),
             _ => false,
         };
-        for d in std::mem::take(&mut graph.dependents[i]) {
+        let dependents = std::mem::take(&mut graph.dependents[i]);
+        if failed {
+            // The work list is a stack: the dependents go on it last first, so that they are
+            // answered in request order (the first member of a change set fails it first).
+            for &d in dependents.iter().rev() {
+                if matches!(self.slots[d], Slot::Waiting(..)) {
+                    let res = not_run(error_response(StatusCode::FAILED_DEPENDENCY, graph.not_run));
+                    work.push(Work::Answered(d, res));
+                }
+            }
+            return;
+        }
+        for d in dependents {
             if !matches!(self.slots[d], Slot::Waiting(..)) {
                 continue;
             }
-            if failed {
-                let res = not_run(error_response(StatusCode::FAILED_DEPENDENCY, graph.not_run));
-                work.push(Work::Answered(d, res));
-            } else {
-                graph.remaining[d] -= 1;
-                if graph.remaining[d] == 0 {
-                    self.ready.push_back(d);
-                }
+            graph.remaining[d] -= 1;
+            if graph.remaining[d] == 0 {
+                self.ready.push_back(d);
             }
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod counting;
 pub mod kept;
+pub mod odata;
 pub mod postgres;
 
 use std::net::SocketAddr;
