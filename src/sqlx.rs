@@ -1,4 +1,4 @@
-//! Change sets as database transactions over an [`sqlx`](::sqlx) pool, and the [`Tx`]
+//! Change sets as database transactions over an [`sqlx`] pool, and the [`Tx`]
 //! extractor that hands a handler its transaction (feature `sqlx`).
 //!
 //! [`Transactions`] is a [`TransactionProvider`] over a `sqlx::Pool`: give it to the batch
