@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::condition::{self, Condition, Unsupported};
 use crate::error::BatchError;
 use crate::item::Item;
 
@@ -13,6 +14,46 @@ pub(crate) struct Graph {
     pub(crate) remaining: Vec<usize>,
     /// What an item that was not run because of a failure before it is answered with.
     pub(crate) not_run: &'static str,
+    /// The items with a condition (OData's `if`), if any: what it is, and which of the item's
+    /// dependencies it governs (its `dependsOn` and the items it names). A failure of any other
+    /// dependency (the item before it, in a batch that stops at its first failure) still fails
+    /// it.
+    pub(crate) conditions: HashMap<usize, Conditional>,
+}
+
+/// An item's condition, ready to evaluate.
+#[derive(Debug)]
+pub(crate) struct Conditional {
+    pub(crate) text: String,
+    pub(crate) condition: Result<Condition<usize>, Unsupported>,
+    pub(crate) governs: Vec<usize>,
+    /// The outcomes of the governed dependencies answered so far: item, and whether it
+    /// succeeded.
+    pub(crate) outcomes: Vec<(usize, bool)>,
+}
+
+impl Conditional {
+    /// Whether the item may run, now that everything it waits for is answered; if not, the
+    /// words of its answer.
+    pub(crate) fn verdict(&self) -> Result<(), String> {
+        match &self.condition {
+            Ok(c) => {
+                let succeeded = |j: &usize| self.outcomes.iter().any(|&(k, ok)| k == *j && ok);
+                if c.holds(&succeeded) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "its condition `{}` does not hold, so it was not run",
+                        self.text
+                    ))
+                }
+            }
+            Err(why) => Err(format!(
+                "its condition `{}` cannot be evaluated here ({why}), so it was not run",
+                self.text
+            )),
+        }
+    }
 }
 
 /// The answer of an item whose dependency did not succeed.
@@ -50,8 +91,11 @@ impl<'a> Ids<'a> {
         let named_sets = sets
             .iter()
             .filter(|s| items[s.start].change_set_id().is_some());
-        let wanted =
-            references || !sets.is_empty() || items.iter().any(|i| !i.depends_on().is_empty());
+        let wanted = references
+            || !sets.is_empty()
+            || items
+                .iter()
+                .any(|i| !i.depends_on().is_empty() || i.condition().is_some());
         let mut index = HashMap::new();
         if !wanted {
             return Ok(Ids { index });
@@ -94,7 +138,9 @@ pub(crate) fn build(
     chain: bool,
 ) -> Result<Option<Graph>, BatchError> {
     let n = items.len();
-    let plain = items.iter().all(|i| i.depends_on().is_empty());
+    let plain = items
+        .iter()
+        .all(|i| i.depends_on().is_empty() && i.condition().is_none());
     if plain && refs.is_empty() && !chain {
         return Ok(None);
     }
@@ -139,6 +185,17 @@ pub(crate) fn build(
             edge(j, i, &mut dependents)?;
         }
     }
+    let mut conditions = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(text) = item.condition() else {
+            continue;
+        };
+        let conditional = conditional(items, ids, i, text)?;
+        for &j in &conditional.governs {
+            edge(j, i, &mut dependents)?;
+        }
+        conditions.insert(i, conditional);
+    }
     for &(i, j) in refs {
         edge(j, i, &mut dependents)?;
     }
@@ -162,7 +219,47 @@ pub(crate) fn build(
         dependents,
         remaining,
         not_run: if chain { NOT_RUN } else { DEPENDENCY_FAILED },
+        conditions,
     }))
+}
+
+/// Item `i`'s condition `text`, with the items it names found by their ids. A name that is no
+/// id of the batch refuses the batch, as an unknown `dependsOn` does; a condition this crate
+/// cannot evaluate is kept as such, for the item's own answer.
+fn conditional(
+    items: &[Item],
+    ids: &Ids<'_>,
+    i: usize,
+    text: &str,
+) -> Result<Conditional, BatchError> {
+    let unknown = |name: &str| BatchError::UnknownDependency {
+        id: items[i].id().unwrap_or("").to_owned(),
+        depends_on: name.to_owned(),
+    };
+    let mut governs = Vec::new();
+    for dep in items[i].depends_on() {
+        governs.push(ids.get(dep).ok_or_else(|| unknown(dep))?);
+    }
+    let condition = match condition::parse(text) {
+        Ok(parsed) => {
+            let mut names = Vec::new();
+            parsed.names(&mut names);
+            for name in &names {
+                let j = ids.get(name).ok_or_else(|| unknown(name))?;
+                if !governs.contains(&j) {
+                    governs.push(j);
+                }
+            }
+            Ok(parsed.map(&mut |name: String| ids.get(&name).unwrap_or(usize::MAX)))
+        }
+        Err(why) => Err(why),
+    };
+    Ok(Conditional {
+        text: text.to_owned(),
+        condition,
+        governs,
+        outcomes: Vec::new(),
+    })
 }
 
 /// The answer of an item that did not run because an item before it failed.

@@ -23,6 +23,9 @@ pub struct Item {
     /// The id of that change set, when the client gave it one (a JSON `atomicityGroup`, the
     /// `Content-ID` of a multipart change set): other items may depend on it by that id.
     pub(crate) group_id: Option<Arc<str>>,
+    /// OData's `if`: the condition under which the item runs, in place of "everything it
+    /// depends on succeeded".
+    pub(crate) condition: Option<String>,
 }
 
 impl Item {
@@ -38,6 +41,7 @@ impl Item {
             depends_on: Vec::new(),
             group: None,
             group_id: None,
+            condition: None,
         }
     }
 
@@ -50,6 +54,7 @@ impl Item {
             depends_on: Vec::new(),
             group: None,
             group_id: None,
+            condition: None,
         }
     }
 
@@ -72,6 +77,21 @@ impl Item {
     pub fn with_depends_on(mut self, ids: Vec<String>) -> Self {
         self.depends_on = ids;
         self
+    }
+
+    /// Sets the condition under which the item runs (OData's `if`), in place of "every item it
+    /// depends on succeeded": `$<id>/$succeeded` combined with `not`, `and`, `or`, `true`,
+    /// `false` and parentheses. The items it names are waited for as dependencies. A condition
+    /// that does not hold, or that this crate cannot evaluate (one on a response body), answers
+    /// the item `424` and it is not run.
+    pub fn with_condition(mut self, condition: impl Into<String>) -> Self {
+        self.condition = Some(condition.into());
+        self
+    }
+
+    /// The item's condition, if it has one.
+    pub fn condition(&self) -> Option<&str> {
+        self.condition.as_deref()
     }
 
     /// The item's id, if any.

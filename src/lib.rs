@@ -16,6 +16,7 @@ mod body;
 mod cancel;
 mod change_set;
 mod check;
+mod condition;
 mod config;
 mod context;
 mod error;

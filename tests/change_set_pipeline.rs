@@ -614,3 +614,90 @@ async fn a_begin_that_outlasts_the_batch_deadline_keeps_nothing() {
     assert_eq!(id_status(&v), [("1".into(), 201)], "{v}");
     assert_eq!(names(&check).await, ["after"]);
 }
+
+/// OData's `if`: a request runs when its condition on the outcomes it names holds, failed
+/// dependencies included (a compensating call), and is answered `424`, not run, when it does
+/// not, or when the condition asks what this server does not evaluate.
+#[tokio::test]
+async fn a_condition_decides_whether_a_dependent_runs() {
+    let (addr, check) = start(Limits::default()).await;
+    let conditional = |id: &str, url: &str, condition: &str| json!({ "id": id, "method": "POST", "url": url, "if": condition, "dependsOn": ["a"] });
+    let batch = |first: &str| {
+        json!([
+            { "id": "a", "method": "GET", "url": first },
+            { "id": "b", "method": "GET", "url": "whoami" },
+            conditional("undo", "things/undo", "not $a/$succeeded"),
+            conditional("either", "things/either", "$a/$succeeded or $b/$succeeded"),
+            conditional("both", "things/both", "($a/$succeeded) and $b/$succeeded"),
+            conditional("body", "things/body", "$a/status eq 'ok'"),
+            { "id": "never", "method": "POST", "url": "things/never", "if": "false" },
+        ])
+    };
+
+    let v = json_batch(addr, batch("fail/500")).await;
+    assert_eq!(
+        id_status(&v),
+        [
+            ("a".into(), 500),
+            ("b".into(), 200),
+            ("undo".into(), 201),
+            ("either".into(), 201),
+            ("both".into(), 424),
+            ("body".into(), 424),
+            ("never".into(), 424)
+        ],
+        "{v}"
+    );
+    assert!(message(&v, "both").contains("does not hold"), "{v}");
+    assert!(message(&v, "body").contains("cannot be evaluated"), "{v}");
+    assert_eq!(names(&check).await, ["either", "undo"]);
+
+    // The same batch when `a` succeeds: the compensating call is the one not run.
+    sqlx::query("DELETE FROM things")
+        .execute(&check)
+        .await
+        .unwrap();
+    let v = json_batch(addr, batch("whoami")).await;
+    let statuses: Vec<u64> = id_status(&v).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(statuses, [200, 200, 424, 201, 201, 424, 424], "{v}");
+    assert_eq!(names(&check).await, ["both", "either"]);
+}
+
+/// A condition that does not hold fails the atomicity group of the request that carries it, and
+/// a condition naming an id the batch does not have refuses the batch in words.
+#[tokio::test]
+async fn conditions_inside_change_sets_and_unknown_names() {
+    let (addr, check) = start(Limits::default()).await;
+    let mut guarded = member("2", "POST", "things/guarded");
+    guarded["if"] = json!("$a/$succeeded");
+    let v = json_batch(
+        addr,
+        json!([
+            { "id": "a", "method": "GET", "url": "fail/404" },
+            member("1", "POST", "things/first"),
+            guarded,
+        ]),
+    )
+    .await;
+    assert_eq!(
+        id_status(&v),
+        [("a".into(), 404), ("1".into(), 424), ("2".into(), 424)],
+        "{v}"
+    );
+    assert!(message(&v, "2").contains("does not hold"), "{v}");
+    assert!(names(&check).await.is_empty(), "the group was rolled back");
+
+    let raw = support::post(
+        addr,
+        "/odata/$batch",
+        "application/json",
+        json!({ "requests": [
+            { "id": "x", "method": "GET", "url": "whoami", "if": "$nobody/$succeeded" }
+        ]})
+        .to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(raw.status, 400, "{}", raw.text());
+    assert!(raw.text().contains("nobody"), "{}", raw.text());
+}

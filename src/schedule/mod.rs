@@ -82,6 +82,11 @@ pub(crate) struct Scheduler {
     cancel: Option<Cancel>,
 }
 
+/// A `status` answer in words, marked as the answer of an item that was not run.
+fn not_run_response(status: StatusCode, words: &str) -> Response<Bytes> {
+    not_run(error_response(status, words))
+}
+
 /// What makes items wait for each other: dependencies, change sets and `$` references.
 pub(crate) struct Order {
     pub(crate) graph: Option<Graph>,
@@ -164,7 +169,19 @@ impl Scheduler {
                 let roots: Vec<usize> = (0..n)
                     .filter(|i| g.remaining[*i] == 0 && matches!(s.slots[*i], Slot::Waiting(..)))
                     .collect();
-                s.ready.extend(roots);
+                // A condition that names no item (`false`) is decided before anything runs.
+                let mut decided = Vec::new();
+                for i in roots {
+                    match g.conditions.get(&i).map(|c| c.verdict()) {
+                        Some(Err(words)) => decided.push(Work::Answered(
+                            i,
+                            not_run_response(StatusCode::FAILED_DEPENDENCY, &words),
+                        )),
+                        _ => s.ready.push_back(i),
+                    }
+                }
+                decided.reverse();
+                s.work(decided);
             }
         }
         for i in answered {
@@ -251,7 +268,10 @@ impl Scheduler {
         }
     }
 
-    /// Releases the dependents of item `i`, or, when it did not succeed, fails them.
+    /// Releases the dependents of item `i`, or, when it did not succeed, fails them. A dependent
+    /// with a condition (OData's `if`) is not failed by a dependency its condition governs: it
+    /// notes the outcome, and once everything it waits for is answered, runs if the condition
+    /// holds.
     fn release_dependents(&mut self, i: usize, work: &mut Vec<Work>) {
         let Some(graph) = self.graph.as_mut() else {
             return;
@@ -260,26 +280,35 @@ impl Scheduler {
             Slot::Done(res) => !res.status().is_success(),
             _ => false,
         };
-        let dependents = std::mem::take(&mut graph.dependents[i]);
-        if failed {
-            // The work list is a stack: the dependents go on it last first, so that they are
-            // answered in request order (the first member of a change set fails it first).
-            for &d in dependents.iter().rev() {
-                if matches!(self.slots[d], Slot::Waiting(..)) {
-                    let res = not_run(error_response(StatusCode::FAILED_DEPENDENCY, graph.not_run));
-                    work.push(Work::Answered(d, res));
-                }
-            }
-            return;
-        }
-        for d in dependents {
+        let mut not_run = Vec::new();
+        for d in std::mem::take(&mut graph.dependents[i]) {
             if !matches!(self.slots[d], Slot::Waiting(..)) {
+                continue;
+            }
+            let governed = match graph.conditions.get_mut(&d) {
+                Some(c) if c.governs.contains(&i) => {
+                    c.outcomes.push((i, !failed));
+                    true
+                }
+                _ => false,
+            };
+            if failed && !governed {
+                not_run.push((d, graph.not_run.to_owned()));
                 continue;
             }
             graph.remaining[d] -= 1;
             if graph.remaining[d] == 0 {
-                self.ready.push_back(d);
+                match graph.conditions.get(&d).map(|c| c.verdict()) {
+                    Some(Err(words)) => not_run.push((d, words)),
+                    _ => self.ready.push_back(d),
+                }
             }
+        }
+        // The work list is a stack: the dependents go on it last first, so that they are
+        // answered in request order (the first member of a change set fails it first).
+        for (d, words) in not_run.into_iter().rev() {
+            let res = not_run_response(StatusCode::FAILED_DEPENDENCY, &words);
+            work.push(Work::Answered(d, res));
         }
     }
 

@@ -148,6 +148,9 @@ pub(super) struct WireRequest {
     pub(super) depends_on: Option<Value>,
     #[serde(default, rename = "atomicityGroup")]
     pub(super) atomicity_group: Option<Value>,
+    /// OData 4.01's condition on the outcomes of the requests this one depends on.
+    #[serde(default, rename = "if")]
+    pub(super) condition: Option<Value>,
 }
 
 /// Words for an envelope that serde could not read.
@@ -214,11 +217,24 @@ pub(super) fn decode_item(index: usize, mut wire: WireRequest) -> Result<Item, B
             })
         }
     };
+    let condition = match wire.condition.take() {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text),
+        Some(other) => {
+            return Err(BatchError::Malformed {
+                reason: format!("request `{id}`: `if` must be a string, not {other}"),
+            })
+        }
+    };
     let item = match build_request(wire) {
         Ok(req) => Item::new(req),
         Err(err) => Item::invalid(err),
     };
-    Ok(item.with_id(id).with_depends_on(depends_on))
+    let item = item.with_id(id).with_depends_on(depends_on);
+    Ok(match condition {
+        Some(text) => item.with_condition(text),
+        None => item,
+    })
 }
 
 pub(super) fn build_request(wire: WireRequest) -> Result<Request<Bytes>, ItemError> {

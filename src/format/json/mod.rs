@@ -54,6 +54,11 @@
 //! - `body`: see [Bodies](#bodies).
 //! - `dependsOn`: the ids this request waits for (the snake-case `depends_on` that the
 //!   Microsoft Graph Python SDK writes is read as well).
+//! - `if` (OData 4.01): the condition under which the request runs, in place of "every request
+//!   it depends on succeeded": `$<id>/$succeeded` with `not`, `and`, `or`, `true`, `false` and
+//!   parentheses (`"if": "not $1/$succeeded"` runs a compensating call when request 1 failed).
+//!   The requests it names are waited for. When it does not hold, or asks about a response body
+//!   (which this crate does not evaluate), the request is answered `424` in words and not run.
 //! - `atomicityGroup` (OData 4.01): the requests that name one group are a change set. They
 //!   must follow each other; they run in order, all or nothing, under the route's transactions
 //!   (see [`Dialect`](crate::format::Dialect) and
@@ -64,7 +69,7 @@
 //! A problem confined to one request (a bad method, URL, header or body) becomes that request's
 //! own `400` answer, carrying its id, and the other requests still run. A problem with the
 //! envelope (invalid JSON, no `requests` array, a request that is not an object, a missing or
-//! repeated id, a `dependsOn` naming an unknown id, a dependency cycle, more requests than
+//! repeated id, a `dependsOn` or `if` naming an unknown id, a dependency cycle, more requests than
 //! [`Limits::items`](crate::Limits::items)) rejects the whole batch with one `4xx` answer whose
 //! JSON body says what was wrong.
 //!

@@ -211,6 +211,7 @@ fn decode_part(
         depends_on,
         group: None,
         group_id: None,
+        condition: None,
     }
 }
 
@@ -225,6 +226,7 @@ fn invalid_part(raw: &[u8], err: ItemError, limits: &crate::limits::Limits) -> I
         depends_on: Vec::new(),
         group: None,
         group_id: None,
+        condition: None,
     }
 }
 
