@@ -35,6 +35,8 @@ pin_project! {
         request_id: Option<(HeaderName, HeaderValue)>,
         limit: usize,
         deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
+        // When the item started, for the item latency metric (nothing without `metrics`).
+        started: Started,
         #[pin]
         state: State<S, ReqBody, ResBody>,
     }
@@ -83,6 +85,7 @@ where
             request_id,
             limit,
             deadline: timeout.map(|d| (Box::pin(tokio::time::sleep(d)), d)),
+            started: started(),
             state: State::Ready {
                 service,
                 request: Some(request),
@@ -136,8 +139,24 @@ where
             }
         }
         this.span.record("status", res.status().as_u16());
+        #[cfg(feature = "metrics")]
+        crate::observe::item_took(this.started.elapsed());
+        #[cfg(not(feature = "metrics"))]
+        let () = this.started;
         Poll::Ready((*this.index, res))
     }
+}
+
+#[cfg(feature = "metrics")]
+type Started = std::time::Instant;
+#[cfg(not(feature = "metrics"))]
+type Started = ();
+
+fn started() -> Started {
+    #[cfg(feature = "metrics")]
+    return std::time::Instant::now();
+    #[cfg(not(feature = "metrics"))]
+    ()
 }
 
 /// Moves the item on as far as it can go without waiting.
