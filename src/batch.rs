@@ -315,6 +315,7 @@ where
         config: config.clone(),
         item_timeout: config.item_timeout,
         max_response_bytes: config.limits.max_item_response_bytes,
+        item_timer: observe::ItemTimer::for_batch(),
         _body: std::marker::PhantomData,
     });
     let mut scheduler = Scheduler::new(

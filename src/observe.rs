@@ -208,10 +208,48 @@ pub(crate) fn refused(err: &BatchError) {
     meter::refused(err.kind());
 }
 
-/// How long one item took, from its start to its whole answer.
-#[cfg(feature = "metrics")]
-pub(crate) fn item_took(elapsed: std::time::Duration) {
-    ::metrics::histogram!(meter::ITEM_DURATION).record(elapsed.as_secs_f64());
+/// The item latency histogram of one batch, looked up in the recorder once per batch rather than
+/// once per item. Without the `metrics` feature it is nothing, and so is every [`ItemClock`].
+#[derive(Clone, Default)]
+pub(crate) struct ItemTimer {
+    #[cfg(feature = "metrics")]
+    histogram: Option<::metrics::Histogram>,
+}
+
+impl ItemTimer {
+    pub(crate) fn for_batch() -> Self {
+        ItemTimer {
+            #[cfg(feature = "metrics")]
+            histogram: Some(::metrics::histogram!(meter::ITEM_DURATION)),
+        }
+    }
+
+    /// An item starts now.
+    #[inline]
+    pub(crate) fn start(&self) -> ItemClock {
+        ItemClock {
+            #[cfg(feature = "metrics")]
+            started: self.histogram.as_ref().map(|h| (Instant::now(), h.clone())),
+        }
+    }
+}
+
+/// One item's start, recorded as its duration when it answers.
+#[derive(Default)]
+pub(crate) struct ItemClock {
+    #[cfg(feature = "metrics")]
+    started: Option<(Instant, ::metrics::Histogram)>,
+}
+
+impl ItemClock {
+    /// The item answered: records how long it took (once).
+    #[inline]
+    pub(crate) fn stop(&mut self) {
+        #[cfg(feature = "metrics")]
+        if let Some((started, histogram)) = self.started.take() {
+            histogram.record(started.elapsed().as_secs_f64());
+        }
+    }
 }
 
 /// The "warned" flag of one layer: each of the layer's warnings about how it is mounted is

@@ -21,6 +21,7 @@ use tower::Service;
 
 use crate::error::error_response;
 use crate::error::BoxError;
+use crate::observe::ItemClock;
 
 pin_project! {
     /// The future of one running item; its output is the item's index and its whole answer.
@@ -36,7 +37,7 @@ pin_project! {
         limit: usize,
         deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
         // When the item started, for the item latency metric (nothing without `metrics`).
-        started: Started,
+        clock: ItemClock,
         #[pin]
         state: State<S, ReqBody, ResBody>,
     }
@@ -85,12 +86,23 @@ where
             request_id,
             limit,
             deadline: timeout.map(|d| (Box::pin(tokio::time::sleep(d)), d)),
-            started: started(),
+            clock: ItemClock::default(),
             state: State::Ready {
                 service,
                 request: Some(request),
             },
         }
+    }
+}
+
+impl<S, ReqBody, ResBody> RunItem<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    /// Times the item from `clock`'s start to its answer.
+    pub(crate) fn timed(mut self, clock: ItemClock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -139,24 +151,9 @@ where
             }
         }
         this.span.record("status", res.status().as_u16());
-        #[cfg(feature = "metrics")]
-        crate::observe::item_took(this.started.elapsed());
-        #[cfg(not(feature = "metrics"))]
-        let () = this.started;
+        this.clock.stop();
         Poll::Ready((*this.index, res))
     }
-}
-
-#[cfg(feature = "metrics")]
-type Started = std::time::Instant;
-#[cfg(not(feature = "metrics"))]
-type Started = ();
-
-fn started() -> Started {
-    #[cfg(feature = "metrics")]
-    return std::time::Instant::now();
-    #[cfg(not(feature = "metrics"))]
-    ()
 }
 
 /// Moves the item on as far as it can go without waiting.
