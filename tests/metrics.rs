@@ -10,11 +10,35 @@ use support::{batch, parts, post, post_batch, serve};
 
 use std::collections::BTreeMap;
 
-use axum::routing::get;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::routing::{get, put};
 use axum::Router;
-use http_batch::BatchLayer;
+use futures_util::future::{BoxFuture, FutureExt};
+use http_batch::format::Dialect;
+use http_batch::{BatchLayer, BatchRoute, BoxError, Transact, Transaction, TransactionProvider};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::MetricKind;
+
+/// A transaction that keeps nothing: enough for a change set to commit or roll back.
+struct Nothing;
+
+impl Transact for Nothing {
+    fn commit(self) -> BoxFuture<'static, Result<(), BoxError>> {
+        async { Ok(()) }.boxed()
+    }
+    fn rollback(self) -> BoxFuture<'static, Result<(), BoxError>> {
+        async { Ok(()) }.boxed()
+    }
+}
+
+struct Provider;
+
+impl TransactionProvider for Provider {
+    fn begin(&self) -> BoxFuture<'static, Result<Transaction, BoxError>> {
+        async { Ok(Transaction::new(Nothing)) }.boxed()
+    }
+}
 
 /// A metric's name and its labels as `key=value`, sorted.
 type Name = (String, Vec<String>);
@@ -94,7 +118,60 @@ async fn batches_items_durations_held_bytes_and_refusals_are_recorded() {
     let refused = post(addr, "/batch", "text/plain", "hello", &[]).await;
     assert_eq!(refused.status, 415);
 
+    // A change set of three under a transaction: the first member succeeds, the second fails,
+    // so the first is rolled back, and the third, which depends on the second, never runs.
+    let things = Router::new().route(
+        "/things/{name}",
+        put(|Path(name): Path<String>| async move {
+            if name == "bad" {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let layer = BatchLayer::new().route(
+        BatchRoute::path("/v4/$batch")
+            .dialect(Dialect::odata_v4())
+            .transactions(Provider),
+    );
+    let odata = serve(layer.wrap_router(things)).await;
+    let group = serde_json::json!({"requests": [
+        {"id": "1", "atomicityGroup": "g", "method": "PUT", "url": "/things/good"},
+        {"id": "2", "atomicityGroup": "g", "method": "PUT", "url": "/things/bad", "dependsOn": ["1"]},
+        {"id": "3", "atomicityGroup": "g", "method": "PUT", "url": "/things/late", "dependsOn": ["2"]},
+    ]});
+    let raw = post(
+        odata,
+        "/v4/$batch",
+        "application/json",
+        group.to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(raw.status, 200, "{}", raw.text());
+    let answered: Vec<u64> = raw.json()["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(answered.len(), 3, "{}", raw.text());
+    assert!(answered.iter().all(|s| *s >= 400), "{}", raw.text());
+
     let m = snapshot(&snapshotter);
+    assert_eq!(
+        counter(
+            &m,
+            "http_batch_batches_total",
+            &["format=json", "outcome=complete", "route=/v4/$batch"]
+        ),
+        1
+    );
+    assert_eq!(
+        counter(&m, "http_batch_items_total", &["outcome=rolled_back"]),
+        1
+    );
     assert_eq!(
         counter(
             &m,
@@ -104,13 +181,15 @@ async fn batches_items_durations_held_bytes_and_refusals_are_recorded() {
         1
     );
     assert_eq!(counter(&m, "http_batch_items_total", &["outcome=ok"]), 1);
+    // One from each batch: the route that was not found, and the change set's failing member.
     assert_eq!(
         counter(&m, "http_batch_items_total", &["outcome=failed"]),
-        1
+        2
     );
+    // The item on another origin, and the change set's member after the failure.
     assert_eq!(
         counter(&m, "http_batch_items_total", &["outcome=not_run"]),
-        1
+        2
     );
     assert_eq!(
         counter(
@@ -120,9 +199,9 @@ async fn batches_items_durations_held_bytes_and_refusals_are_recorded() {
         ),
         1
     );
-    // The two items that ran, each timed.
+    // The four items that ran, each timed.
     let items = histogram(&m, "http_batch_item_duration_seconds", &[]);
-    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(items.len(), 4, "{items:?}");
     assert!(items.iter().all(|s| *s > 0.0 && *s < 60.0), "{items:?}");
     let batches = histogram(
         &m,
@@ -136,5 +215,5 @@ async fn batches_items_durations_held_bytes_and_refusals_are_recorded() {
         "{batches:?} {items:?}"
     );
     let held = histogram(&m, "http_batch_held_bytes", &[]);
-    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held.len(), 2, "{held:?}");
 }
