@@ -14,6 +14,8 @@
 //! ```text
 //! E2E_PROFILE=batch E2E_ITERS=20 valgrind --tool=callgrind target/release/deps/end_to_end-<hash>
 //! ```
+//!
+//! Built with `--features metrics`, `E2E_RECORDER=1` installs a Prometheus recorder first.
 
 use axum::body::Body;
 use axum::routing::get;
@@ -202,6 +204,14 @@ criterion_group! {
 }
 
 fn main() {
+    // With `--features metrics`, `E2E_RECORDER=1` installs a Prometheus recorder first, so that
+    // the layer's metrics are recorded for real rather than dropped by the facade's no-op.
+    #[cfg(feature = "metrics")]
+    if std::env::var_os("E2E_RECORDER").is_some() {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("the only recorder");
+    }
     if let Ok(mode) = std::env::var("E2E_PROFILE") {
         profile(&mode);
         return;

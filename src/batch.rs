@@ -21,13 +21,14 @@ use crate::format::{self, DecodeContext, Format};
 use crate::graph::{self, Ids};
 use crate::inherit::{self, Outer};
 use crate::item::{Item, ItemMeta};
+use crate::observe::{self, MountSuspect, Record};
 use crate::path;
 use crate::schedule::budget::Budget;
 use crate::schedule::launcher::Launcher;
 use crate::schedule::{Order, References, Scheduler, Sets, Slot};
 
 fn error_body<B>(err: BatchError) -> Response<ResponseBody<B>> {
-    tracing::debug!(error = %err, "batch rejected");
+    observe::refused(&err);
     err.to_response().map(ResponseBody::full)
 }
 
@@ -108,7 +109,8 @@ where
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let mount = parts.extensions.remove::<MountSuspect>();
     // A batch that is an item of another batch counts as nested whichever layer it reaches: the
     // enclosing batch's context travels with the item.
     let depth = parts
@@ -126,6 +128,7 @@ where
         Err(err) => return error_body(err),
     };
     let store = BatchStore::new();
+    let route_index = route;
     let route = &config.routes[route];
     let dialect = &route.dialect;
     let cx =
@@ -300,7 +303,7 @@ where
         service,
         nested,
         context: BatchContext {
-            batch_id,
+            batch_id: batch_id.clone(),
             index: 0,
             id: None,
             total: n,
@@ -312,6 +315,7 @@ where
         config: config.clone(),
         item_timeout: config.item_timeout,
         max_response_bytes: config.limits.max_item_response_bytes,
+        item_timer: observe::ItemTimer::for_batch(),
         _body: std::marker::PhantomData,
     });
     let mut scheduler = Scheduler::new(
@@ -334,15 +338,16 @@ where
         scheduler = scheduler.cancel_on(cancel.clone());
     }
     let content_type = encoder.content_type();
-    let body = BatchBody::new(
-        scheduler,
-        encoder,
-        metas,
-        span,
-        config.limits.max_response_bytes,
-        config.limits.stall_timeout,
-        config.limits.answer_timeout,
+    let record = Record::new(
+        batch_id.clone(),
+        config.clone(),
+        route_index,
+        format.name(),
+        dialect.name(),
+        n,
+        mount,
     );
+    let body = BatchBody::new(scheduler, encoder, metas, span, record, &config.limits);
     let mut res = Response::new(ResponseBody::batch(body));
     *res.status_mut() = dialect.status();
     res.headers_mut().insert(header::CONTENT_TYPE, content_type);

@@ -13,6 +13,8 @@ use pin_project_lite::pin_project;
 use crate::error::{error_response, not_run, BoxError, NotRun};
 use crate::format::Encoder;
 use crate::item::{ChangeSetAnswer, ItemMeta};
+use crate::limits::Limits;
+use crate::observe::{End, Record};
 use crate::schedule::{Answer, Scheduler};
 use crate::stall::{Cut, Watched};
 
@@ -172,6 +174,10 @@ pub(crate) struct BatchBody {
     encoder: Box<dyn Encoder>,
     metas: Vec<ItemMeta>,
     span: tracing::Span,
+    /// The batch's record, written when the answer ends or is dropped.
+    record: Record,
+    /// The most bytes of answers held at once, as last read from the scheduler's budget.
+    held_peak: usize,
     buf: BytesMut,
     begun: bool,
     finished: bool,
@@ -187,16 +193,18 @@ impl BatchBody {
         encoder: Box<dyn Encoder>,
         metas: Vec<ItemMeta>,
         span: tracing::Span,
-        max_response_bytes: usize,
-        stall_timeout: Duration,
-        answer_timeout: Duration,
+        record: Record,
+        limits: &Limits,
     ) -> Self {
+        let (stall_timeout, answer_timeout) = (limits.stall_timeout, limits.answer_timeout);
         let capacity = (metas.len() * 256).clamp(1024, FRAME_BYTES);
         BatchBody {
             scheduler: Watched::new(scheduler, stall_timeout, answer_timeout),
             encoder,
             metas,
             span,
+            record,
+            held_peak: 0,
             // Sized up front (up to a whole frame, guessing a few hundred bytes per answer): the
             // buffer then rarely grows, instead of doubling its way up from nothing, copying as
             // it goes. `BytesMut` remembers the size for the frames after the first.
@@ -204,7 +212,7 @@ impl BatchBody {
             begun: false,
             finished: false,
             written: 0,
-            max_response_bytes,
+            max_response_bytes: limits.max_response_bytes,
             stall_timeout,
             answer_timeout,
         }
@@ -242,6 +250,8 @@ impl BatchBody {
             };
             let cut_off = AnswerCutOff { timeout, cut };
             tracing::warn!(bytes = self.written, "{cut_off}");
+            self.record
+                .end(End::CutOff, self.written, self.held_peak, &self.span);
             return Poll::Ready(Some(Err(cut_off)));
         };
         let scheduler = guard.as_mut().expect("checked by `polled`");
@@ -257,6 +267,7 @@ impl BatchBody {
                         let ran = response.extensions().get::<NotRun>().is_none();
                         response = over_budget(self.max_response_bytes, ran);
                     }
+                    self.record.item(&response);
                     let before = self.buf.len();
                     self.encoder
                         .item(&self.metas[index], &response, &mut self.buf);
@@ -281,6 +292,12 @@ impl BatchBody {
                             .collect(),
                         failed: outcome.failed.map(|f| f - start),
                     };
+                    self.record.change_set(
+                        answer.committed,
+                        answer.atomic,
+                        answer.failed,
+                        answer.members.iter().map(|(_, res)| res),
+                    );
                     self.encoder.change_set(&answer, &mut self.buf);
                     scheduler.budget().written(self.written + self.buf.len());
                     if self.buf.len() >= FRAME_BYTES {
@@ -288,12 +305,16 @@ impl BatchBody {
                     }
                 }
                 Poll::Ready(None) => {
+                    self.held_peak = scheduler.budget().peak();
                     self.encoder.end(&mut self.buf);
                     self.finished = true;
-                    tracing::debug!(bytes = self.written + self.buf.len(), "batch answered");
-                    return Poll::Ready(Some(Ok(take(&mut self.buf, &mut self.written))));
+                    let last = take(&mut self.buf, &mut self.written);
+                    self.record
+                        .end(End::Complete, self.written, self.held_peak, &self.span);
+                    return Poll::Ready(Some(Ok(last)));
                 }
                 Poll::Pending => {
+                    self.held_peak = scheduler.budget().peak();
                     if self.buf.is_empty() {
                         return Poll::Pending;
                     }
@@ -301,6 +322,16 @@ impl BatchBody {
                 }
             }
         }
+    }
+}
+
+/// A batch answer dropped before its end (the client went away, or the server shut down)
+/// still leaves its record.
+impl Drop for BatchBody {
+    fn drop(&mut self) {
+        // Does nothing when the answer already ended.
+        self.record
+            .end(End::Dropped, self.written, self.held_peak, &self.span);
     }
 }
 

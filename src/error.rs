@@ -127,6 +127,15 @@ pub enum BatchError {
     /// The layer was added with axum's `Router::layer`, which wraps each route and the fallback
     /// after routing: its items could not be routed. A mistake in the server, answered `500`.
     MountedInsideRouter,
+    /// A batch request reached the batch service at a path the layer was not told (mounted with
+    /// `route_service` at another path than its own), and the service inside does not serve that
+    /// path either. A mistake in the server, answered `500`.
+    PathNotConfigured {
+        /// The path the request reached the service at.
+        path: String,
+        /// The batch paths the layer serves.
+        configured: Vec<String>,
+    },
     /// The batch holds a change set, and the route's dialect has none.
     ChangeSetsRefused {
         /// The route's dialect.
@@ -149,6 +158,14 @@ impl fmt::Display for BatchError {
                  batch items cannot be routed; wrap the router instead: \
                  BatchLayer::new().wrap_router(router), or mount Batch::new(router) with \
                  route_service"
+            ),
+            BatchError::PathNotConfigured { path, configured } => write!(
+                f,
+                "a batch request reached the batch service at {path}, but the layer serves \
+                 batches only at {}; tell it this path: Batch::layer().path(\"{path}\")\
+                 .layer(router) (or BatchLayer::new().path(\"{path}\")), or .any_path() to serve \
+                 batches at whatever path the service is mounted",
+                configured.join(", ")
             ),
             BatchError::UnsupportedEncoding { encoding } => write!(
                 f,
@@ -244,7 +261,9 @@ impl BatchError {
             | BatchError::PartTooLarge { .. }
             | BatchError::CostExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BatchError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            BatchError::MountedInsideRouter => StatusCode::INTERNAL_SERVER_ERROR,
+            BatchError::MountedInsideRouter | BatchError::PathNotConfigured { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             BatchError::NoTransactions => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -272,6 +291,7 @@ impl BatchError {
             BatchError::CostExceeded { .. } => "COST_EXCEEDED",
             BatchError::TooDeep { .. } => "NESTED_BATCH",
             BatchError::MountedInsideRouter => "MOUNTED_INSIDE_ROUTER",
+            BatchError::PathNotConfigured { .. } => "BATCH_PATH_NOT_CONFIGURED",
             BatchError::ChangeSetsRefused { .. } => "CHANGE_SETS_REFUSED",
             BatchError::NoTransactions => "NO_TRANSACTIONS",
         }
@@ -505,6 +525,10 @@ mod tests {
             BatchError::CostExceeded { cost: 2, limit: 1 },
             BatchError::TooDeep { depth: 1, limit: 0 },
             BatchError::MountedInsideRouter,
+            BatchError::PathNotConfigured {
+                path: "/v2/batch".into(),
+                configured: vec!["/batch".into()],
+            },
             BatchError::ChangeSetsRefused { dialect: "google" },
             BatchError::NoTransactions,
         ];
@@ -530,6 +554,7 @@ mod tests {
                 | BatchError::CostExceeded { .. }
                 | BatchError::TooDeep { .. }
                 | BatchError::MountedInsideRouter
+                | BatchError::PathNotConfigured { .. }
                 | BatchError::ChangeSetsRefused { .. }
                 | BatchError::NoTransactions => {}
             }

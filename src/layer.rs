@@ -23,6 +23,9 @@ use crate::store::AnswerStore;
 pub struct BatchLayer {
     pub(crate) config: Arc<Config>,
     paths_set: bool,
+    /// Shared by every service this layer (and its clones) makes: each warning about where the
+    /// layer is mounted is logged once.
+    pub(crate) warned: Arc<crate::observe::Warned>,
 }
 
 impl fmt::Debug for BatchLayer {
@@ -62,6 +65,7 @@ impl BatchLayer {
         BatchLayer {
             config: Arc::new(Config::default()),
             paths_set: false,
+            warned: Arc::default(),
         }
     }
 

@@ -29,6 +29,7 @@ mod item;
 mod kept;
 mod layer;
 mod limits;
+mod observe;
 mod path;
 mod pinned;
 mod respond_async;

@@ -21,6 +21,7 @@ use tower::Service;
 
 use crate::error::error_response;
 use crate::error::BoxError;
+use crate::observe::ItemClock;
 
 pin_project! {
     /// The future of one running item; its output is the item's index and its whole answer.
@@ -35,6 +36,8 @@ pin_project! {
         request_id: Option<(HeaderName, HeaderValue)>,
         limit: usize,
         deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
+        // When the item started, for the item latency metric (nothing without `metrics`).
+        clock: ItemClock,
         #[pin]
         state: State<S, ReqBody, ResBody>,
     }
@@ -83,11 +86,23 @@ where
             request_id,
             limit,
             deadline: timeout.map(|d| (Box::pin(tokio::time::sleep(d)), d)),
+            clock: ItemClock::default(),
             state: State::Ready {
                 service,
                 request: Some(request),
             },
         }
+    }
+}
+
+impl<S, ReqBody, ResBody> RunItem<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    /// Times the item from `clock`'s start to its answer.
+    pub(crate) fn timed(mut self, clock: ItemClock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -136,6 +151,7 @@ where
             }
         }
         this.span.record("status", res.status().as_u16());
+        this.clock.stop();
         Poll::Ready((*this.index, res))
     }
 }

@@ -19,6 +19,7 @@ use crate::future::{BatchFuture, ResponseFuture};
 use crate::idempotency;
 use crate::kept::{owner, prefers_async};
 use crate::layer::BatchLayer;
+use crate::observe::{self, MountSuspect, Warned};
 use crate::respond_async::{self, Counted, Run};
 
 /// Serves batches in front of an inner service: see the [crate docs](crate) for an example.
@@ -28,8 +29,8 @@ use crate::respond_async::{self, Counted, Run};
 pub struct Batch<S> {
     inner: S,
     config: Arc<Config>,
-    /// Whether `inner` is one route of an axum router (`Router::layer`), not a whole service.
-    per_route: bool,
+    /// The layer's record of the mounting mistakes it has warned about.
+    warned: Arc<Warned>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Batch<S> {
@@ -42,7 +43,10 @@ impl<S: fmt::Debug> fmt::Debug for Batch<S> {
 
 impl<S> Batch<S> {
     /// Wraps `inner` with the default configuration (batches at `/batch`).
-    pub fn new(inner: S) -> Self {
+    pub fn new(inner: S) -> Self
+    where
+        S: 'static,
+    {
         BatchLayer::new().layer(inner)
     }
 
@@ -67,14 +71,20 @@ impl<S> Batch<S> {
     }
 }
 
-impl<S> Layer<S> for BatchLayer {
+/// The layer over `S`. When `S` is one route of an axum router (the layer was given to
+/// `Router::layer`), this is where the mistake is first known, and it is logged at `WARN` here,
+/// once per layer, as the app is built.
+impl<S: 'static> Layer<S> for BatchLayer {
     type Service = Batch<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        if mount::is_axum_route::<S>() {
+            self.warned.inside_router();
+        }
         Batch {
             inner,
             config: self.config.clone(),
-            per_route: is_axum_route::<S>(),
+            warned: self.warned.clone(),
         }
     }
 }
@@ -114,10 +124,20 @@ where
             req = Request::from_parts(parts, body);
         }
         let Some(route_index) = route else {
+            if mount::at_own_route::<S, _>(&req, &self.config) {
+                return self.unknown_path(req);
+            }
             return ResponseFuture::inner(self.inner.call(req));
         };
-        if self.per_route {
+        if mount::is_axum_route::<S>() {
+            self.warned.inside_router();
             return reject(BatchError::MountedInsideRouter);
+        }
+        if mount::suspect::<S, _>(&req) {
+            // Behind a ServiceBuilder stack the route's type is hidden: what the items answer
+            // will tell (see `observe::MountSuspect`).
+            req.extensions_mut()
+                .insert(MountSuspect(self.warned.clone()));
         }
         let route = &self.config.routes[route_index];
         let formats = self.config.formats_of(Some(route));
@@ -231,6 +251,63 @@ where
     }
 }
 
+impl<S> Batch<S> {
+    /// A request that looks like a batch, sent here by an outer router at exactly its own path,
+    /// which is not a batch path of this layer (`route_service("/v2/batch", Batch::new(api))`
+    /// without `.path("/v2/batch")`). It goes to the inner router all the same, in case it serves
+    /// that path; if it does not (an empty `404`), the answer says what is wrong and how to fix
+    /// it, and the mistake is logged once.
+    ///
+    /// It is not served as a batch: a route's dialect, formats, service root and transactions
+    /// are chosen by its path, and the layer cannot know which the operator meant for this one
+    /// (an OData client answered in Google's dialect would misread its answers). Guessing would
+    /// hide the mistake; `any_path()` is there for a layer meant to serve any path.
+    fn unknown_path<ReqBody, ResBody>(
+        &mut self,
+        req: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future, ResBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    {
+        let err = BatchError::PathNotConfigured {
+            path: req.uri().path().to_owned(),
+            configured: self
+                .config
+                .routes
+                .iter()
+                .map(|r| r.raw_path().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        };
+        let warned = self.warned.clone();
+        let answer = self.inner.call(req);
+        ResponseFuture::batch(Box::pin(async move {
+            let res = match answer.await {
+                Ok(res) => res,
+                // Only reached with an axum `Router` inside, whose error is `Infallible`.
+                Err(e) => {
+                    let e: BoxError = e.into();
+                    return crate::error::error_response(
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        &e.to_string(),
+                    )
+                    .map(ResponseBody::full);
+                }
+            };
+            let empty = http_body::Body::size_hint(res.body()).exact() == Some(0);
+            if res.status() != http::StatusCode::NOT_FOUND || !empty {
+                return res.map(ResponseBody::inner);
+            }
+            warned.unknown_path(&err);
+            observe::refused(&err);
+            err.to_response().map(ResponseBody::full)
+        }))
+    }
+}
+
 /// A request to a status monitor, answered by the layer.
 fn monitor<F, B>(config: &Config, id: String, req: &Request<impl Sized>) -> ResponseFuture<F, B>
 where
@@ -272,15 +349,6 @@ fn content_coding(headers: &http::HeaderMap) -> Option<String> {
     Some(named)
 }
 
-/// Whether the layer is being applied to a single route of an axum router, as
-/// `Router::layer` does: axum hands each layer its `Route` type (one handler, or the fallback),
-/// after routing. Items sent there could only ever reach that one handler, so such a batch is
-/// refused with words that name the fix. Found by the type's name, as axum's `Route` is not a
-/// type this crate can name without depending on axum.
-fn is_axum_route<S>() -> bool {
-    std::any::type_name::<S>().starts_with("axum::routing::route::Route")
-}
-
 /// The answer to `OPTIONS` on a batch path: what may be sent there, and the limits a client
 /// must keep to, so it can split its calls into batches that fit.
 fn options(config: &Config, formats: &[Arc<dyn format::Format>]) -> Response<Bytes> {
@@ -305,6 +373,81 @@ fn options(config: &Config, formats: &[Arc<dyn format::Format>]) -> Response<Byt
 }
 
 fn reject<F, B>(err: BatchError) -> ResponseFuture<F, B> {
-    tracing::debug!(error = %err, "batch rejected");
+    observe::refused(&err);
     ResponseFuture::reject(err.to_response())
+}
+
+/// How the layer is mounted, as far as it can tell: the checks behind its warnings. Each is a
+/// type comparison or an extension lookup, made only for requests at a batch path (or, for
+/// `at_own_route`, for `POST`s), never for each item.
+mod mount {
+    use http::Request;
+
+    use crate::config::Config;
+
+    /// Whether `S` is one route of an axum router: what `Router::layer` hands each layer (one
+    /// handler, or the fallback), after routing. Items sent there could only ever reach that
+    /// one handler.
+    pub(super) fn is_axum_route<S: 'static>() -> bool {
+        #[cfg(feature = "axum")]
+        return std::any::TypeId::of::<S>() == std::any::TypeId::of::<axum::routing::Route>();
+        #[cfg(not(feature = "axum"))]
+        false
+    }
+
+    /// Whether `S` is a whole axum router, as `wrap_router` and `Batch::new(router)` have it.
+    #[cfg(feature = "axum")]
+    fn is_axum_router<S: 'static>() -> bool {
+        std::any::TypeId::of::<S>() == std::any::TypeId::of::<axum::Router>()
+    }
+
+    /// Whether a batch may have reached a layer that wraps one route, hidden in a stack of
+    /// layers: an axum router saw the request (it set `OriginalUri`), matched no route (no
+    /// `MatchedPath`), so it went to the fallback; and the layer's inner service is not known to
+    /// be a whole router. `wrap_router` mounts the layer as a router's fallback too, but over a
+    /// whole `Router`, which is known.
+    pub(super) fn suspect<S: 'static, B>(req: &Request<B>) -> bool {
+        #[cfg(feature = "axum")]
+        {
+            use axum::extract::{MatchedPath, OriginalUri};
+            let ext = req.extensions();
+            !is_axum_router::<S>()
+                && ext.get::<OriginalUri>().is_some()
+                && ext.get::<MatchedPath>().is_none()
+        }
+        #[cfg(not(feature = "axum"))]
+        {
+            let _ = req;
+            false
+        }
+    }
+
+    /// Whether a request that is not at a batch path looks like a batch sent to this service by
+    /// an outer router at exactly its own route: a `POST` in a batch format, to a route without
+    /// parameters that matched its whole path, with a whole router inside (the
+    /// `route_service("/v2/batch", Batch::new(api))` form).
+    pub(super) fn at_own_route<S: 'static, B>(req: &Request<B>, config: &Config) -> bool {
+        #[cfg(feature = "axum")]
+        {
+            if req.method() != http::Method::POST || !is_axum_router::<S>() {
+                return false;
+            }
+            let Some(matched) = req.extensions().get::<axum::extract::MatchedPath>() else {
+                return false;
+            };
+            if matched.as_str() != req.uri().path() {
+                return false;
+            }
+            req.headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::format::parse_content_type)
+                .is_some_and(|m| crate::format::pick(config.formats_of(None), &m).is_some())
+        }
+        #[cfg(not(feature = "axum"))]
+        {
+            let _ = (req, config);
+            false
+        }
+    }
 }

@@ -25,6 +25,8 @@ pub(crate) struct Budget {
     max_held: usize,
     max_response: usize,
     held: AtomicUsize,
+    /// The most `held` has been, for the batch's record.
+    peak: AtomicUsize,
     written: AtomicUsize,
 }
 
@@ -44,6 +46,7 @@ impl Budget {
             max_held,
             max_response,
             held: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
             written: AtomicUsize::new(0),
         }
     }
@@ -64,7 +67,14 @@ impl Budget {
     }
 
     pub(crate) fn hold(&self, res: &Response<Bytes>) {
-        self.held.fetch_add(cost(res), Ordering::AcqRel);
+        let c = cost(res);
+        let held = self.held.fetch_add(c, Ordering::AcqRel) + c;
+        self.peak.fetch_max(held, Ordering::Relaxed);
+    }
+
+    /// The most bytes of answers held at once so far.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
     }
 
     pub(crate) fn release(&self, res: &Response<Bytes>) {

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::context::BatchContext;
 use crate::error::{not_run, BoxError};
 use crate::inherit::{prepare, Outer};
+use crate::observe::ItemTimer;
 use crate::run::RunItem;
 
 /// The launcher over a concrete inner service.
@@ -28,6 +29,8 @@ pub(crate) struct Launcher<S, N, ReqBody, NestedBody> {
     pub(crate) config: Arc<Config>,
     pub(crate) item_timeout: Option<Duration>,
     pub(crate) max_response_bytes: usize,
+    /// The item latency metric, looked up once per batch.
+    pub(crate) item_timer: ItemTimer,
     pub(crate) _body: std::marker::PhantomData<fn(ReqBody) -> NestedBody>,
 }
 
@@ -83,8 +86,8 @@ where
         let timeout = self.item_timeout;
         let request = request.map(ReqBody::from);
         match &self.nested {
-            Some(nested) if self.config.is_batch_path(request.uri().path()) => {
-                Box::pin(RunItem::new(
+            Some(nested) if self.config.is_batch_path(request.uri().path()) => Box::pin(
+                RunItem::new(
                     index,
                     span,
                     request_id,
@@ -92,11 +95,13 @@ where
                     timeout,
                     nested.clone(),
                     request,
-                ))
-            }
-            _ => Box::pin(RunItem::new(
-                index, span, request_id, limit, timeout, service, request,
-            )),
+                )
+                .timed(self.item_timer.start()),
+            ),
+            _ => Box::pin(
+                RunItem::new(index, span, request_id, limit, timeout, service, request)
+                    .timed(self.item_timer.start()),
+            ),
         }
     }
 
@@ -109,6 +114,7 @@ where
             config: self.config.clone(),
             item_timeout: self.item_timeout,
             max_response_bytes: self.max_response_bytes,
+            item_timer: self.item_timer.clone(),
             _body: std::marker::PhantomData,
         })
     }
