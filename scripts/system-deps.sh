@@ -2,11 +2,12 @@
 # Installs a system tool the interop tests need when this machine lacks it, from the Debian
 # archive: `python` (python3 with venv and pip), `node` (Node.js with npm), `chromium` (the
 # headless browser, with a font so its screenshots have text), `postgres` (the PostgreSQL server,
-# for the database tests; `scripts/postgres.sh` starts throwaway ones) or `redis` (the server the
-# shared answer store's tests start on a loopback port). The other scripts call it only when the
+# for the database tests; `scripts/postgres.sh` starts throwaway ones), `redis` (the server the
+# shared answer store's tests start on a loopback port) or `nginx` (the reverse proxy
+# `scripts/fair-bench.sh` runs in front of the farm). The other scripts call it only when the
 # tool is missing, so on a machine that has them it never runs.
 #
-# Usage: scripts/system-deps.sh python|node|chromium|postgres|redis
+# Usage: scripts/system-deps.sh python|node|chromium|postgres|redis|nginx
 #
 # Needs apt-get and root (or password-less sudo). Exit status: 0 installed; 1 it could not be
 # installed here, with the reason on stderr.
@@ -18,8 +19,9 @@ case "${1:-}" in
   chromium) packages=(chromium fonts-dejavu-core) ;;
   postgres) packages=(postgresql) ;;
   redis) packages=(redis-server) ;;
+  nginx) packages=(nginx) ;;
   *)
-    echo "usage: $0 python|node|chromium|postgres|redis" >&2
+    echo "usage: $0 python|node|chromium|postgres|redis|nginx" >&2
     exit 2
     ;;
 esac
