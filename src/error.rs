@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 
 /// The boxed error type used where errors of several kinds meet.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -468,6 +468,41 @@ pub(crate) struct NotRun;
 pub(crate) fn not_run(mut res: Response<Bytes>) -> Response<Bytes> {
     res.extensions_mut().insert(NotRun);
     res
+}
+
+/// The answer of an item refused before it ran (by the item policy, a limit, or the origin
+/// check), carrying its request id when the layer sets one.
+pub(crate) fn refused(
+    err: &ItemError,
+    request_id: Option<(&HeaderName, HeaderValue)>,
+) -> Response<Bytes> {
+    let mut res = not_run(err.to_response());
+    if let Some((name, id)) = request_id {
+        res.headers_mut().insert(name.clone(), id);
+    }
+    res
+}
+
+/// The answer of an item that met the whole batch response's limit of `limit` bytes: one that
+/// ran but whose answer did not fit, or one that was not started for want of room.
+pub(crate) fn response_full(limit: usize, ran: bool) -> Response<Bytes> {
+    if ran {
+        error_response(
+            StatusCode::INSUFFICIENT_STORAGE,
+            &format!(
+                "the item ran, but its answer did not fit in the batch response's limit of \
+                 {limit} bytes"
+            ),
+        )
+    } else {
+        not_run(error_response(
+            StatusCode::INSUFFICIENT_STORAGE,
+            &format!(
+                "the batch response reached its limit of {limit} bytes before this item \
+                 started, so it was not run"
+            ),
+        ))
+    }
 }
 
 /// A JSON error response in Google's shape: `{"error":{"code":..,"message":..,"status":..}}`.

@@ -22,6 +22,7 @@ mod error;
 pub mod format;
 mod future;
 mod graph;
+mod id;
 mod idempotency;
 mod inherit;
 mod item;
