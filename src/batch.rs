@@ -15,9 +15,9 @@ use crate::change_set::{self, Rule};
 use crate::check::check_limits;
 use crate::config::Config;
 use crate::context::{BatchContext, BatchStore};
-use crate::error::{not_run, BatchError, BoxError};
+use crate::error::{refused, BatchError, BoxError};
 use crate::format::dialect::ChangeSets;
-use crate::format::{self, DecodeContext, Format};
+use crate::format::{DecodeContext, Format};
 use crate::graph::{self, Ids};
 use crate::inherit::{self, Outer};
 use crate::item::{Item, ItemMeta};
@@ -240,7 +240,7 @@ where
     }
     let encoder = format.encoder(&cx);
     let n = items.len();
-    let batch_id: Arc<str> = Arc::from(format!("{:016x}", format::multipart::write::random_u64()));
+    let batch_id: Arc<str> = Arc::from(crate::id::batch_id());
     let span = tracing::info_span!(
         "batch",
         batch_id = %batch_id,
@@ -288,14 +288,9 @@ where
             }
             Err(err) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
-                let mut res = not_run(err.to_response());
-                if let (Some(name), Some(id)) = (
-                    &config.request_id_header,
-                    inherit::derived_id(&outer, index),
-                ) {
-                    res.headers_mut().insert(name.clone(), id);
-                }
-                Slot::Done(res)
+                let request_id = config.request_id_header.as_ref();
+                let request_id = request_id.zip(inherit::derived_id(&outer, index));
+                Slot::Done(refused(&err, request_id))
             }
         })
         .collect();

@@ -6,11 +6,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{Response, StatusCode};
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::error::{error_response, not_run, BoxError, NotRun};
+use crate::error::{response_full, BoxError, NotRun};
 use crate::format::Encoder;
 use crate::item::{ChangeSetAnswer, ItemMeta};
 use crate::limits::Limits;
@@ -343,19 +343,5 @@ fn take(buf: &mut BytesMut, written: &mut usize) -> Bytes {
 /// The answer in place of one that does not fit; it says whether the item ran, so that a client
 /// knows whether a retry would repeat it.
 fn over_budget(limit: usize, ran: bool) -> Response<Bytes> {
-    if ran {
-        error_response(
-            StatusCode::INSUFFICIENT_STORAGE,
-            &format!(
-                "the item ran, but its answer did not fit in the batch response's limit of {limit} bytes"
-            ),
-        )
-    } else {
-        not_run(error_response(
-            StatusCode::INSUFFICIENT_STORAGE,
-            &format!(
-                "the batch response reached its limit of {limit} bytes before this item, so it was not run"
-            ),
-        ))
-    }
+    response_full(limit, ran)
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 
 /// The boxed error type used where errors of several kinds meet.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -146,102 +146,214 @@ pub enum BatchError {
     NoTransactions,
 }
 
-impl fmt::Display for BatchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// Everything the layer says about one problem: its status, its machine-readable reason, its
+/// message in words, and the figures the JSON body carries besides (`limit`, `count`, ...).
+struct Answer {
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+    fields: Vec<(&'static str, serde_json::Value)>,
+}
+
+impl Answer {
+    fn new(status: StatusCode, reason: &'static str, message: String) -> Answer {
+        Answer {
+            status,
+            reason,
+            message,
+            fields: Vec::new(),
+        }
+    }
+
+    fn bad_request(reason: &'static str, message: String) -> Answer {
+        Answer::new(StatusCode::BAD_REQUEST, reason, message)
+    }
+
+    fn too_large(reason: &'static str, message: String) -> Answer {
+        Answer::new(StatusCode::PAYLOAD_TOO_LARGE, reason, message)
+    }
+
+    fn with(mut self, name: &'static str, value: impl Into<serde_json::Value>) -> Answer {
+        self.fields.push((name, value.into()));
+        self
+    }
+}
+
+impl BatchError {
+    /// The one table of how each problem is answered; `Display`, [`status`](Self::status),
+    /// [`kind`](Self::kind) and [`to_json`](Self::to_json) all read it.
+    fn answer(&self) -> Answer {
         match self {
-            BatchError::MethodNotAllowed { method } => {
-                write!(f, "batch requests must use POST, not {method}")
-            }
-            BatchError::MountedInsideRouter => write!(
-                f,
-                "the server added BatchLayer with Router::layer, which runs after routing, so \
-                 batch items cannot be routed; wrap the router instead: \
-                 BatchLayer::new().wrap_router(router), or mount Batch::new(router) with \
-                 route_service"
+            BatchError::MethodNotAllowed { method } => Answer::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                format!("batch requests must use POST, not {method}"),
             ),
-            BatchError::PathNotConfigured { path, configured } => write!(
-                f,
-                "a batch request reached the batch service at {path}, but the layer serves \
-                 batches only at {}; tell it this path: Batch::layer().path(\"{path}\")\
-                 .layer(router) (or BatchLayer::new().path(\"{path}\")), or .any_path() to serve \
-                 batches at whatever path the service is mounted",
-                configured.join(", ")
+            BatchError::PathNotConfigured { path, configured } => Answer::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "BATCH_PATH_NOT_CONFIGURED",
+                format!(
+                    "a batch request reached the batch service at {path}, but the layer serves \
+                     batches only at {}; tell it this path: Batch::layer().path(\"{path}\")\
+                     .layer(router) (or BatchLayer::new().path(\"{path}\")), or .any_path() to \
+                     serve batches at whatever path the service is mounted",
+                    configured.join(", ")
+                ),
             ),
-            BatchError::UnsupportedEncoding { encoding } => write!(
-                f,
-                "the batch body is encoded as `{encoding}`, which this server does not decode; \
-                 send it without a Content-Encoding"
+            BatchError::UnsupportedEncoding { encoding } => Answer::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_CONTENT_ENCODING",
+                format!(
+                    "the batch body is encoded as `{encoding}`, which this server does not \
+                     decode; send it without a Content-Encoding"
+                ),
             ),
             BatchError::UnsupportedMediaType {
                 content_type,
                 accepted,
             } => {
-                match content_type {
-                    Some(ct) => write!(f, "content type `{ct}` is not a batch format")?,
-                    None => write!(f, "the batch request has no content type")?,
-                }
-                write!(f, "; send one of: {}", accepted.join(", "))
+                let sent = match content_type {
+                    Some(ct) => format!("content type `{ct}` is not a batch format"),
+                    None => "the batch request has no content type".to_owned(),
+                };
+                Answer::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    format!("{sent}; send one of: {}", accepted.join(", ")),
+                )
+                .with("accepted", accepted.clone())
             }
-            BatchError::MissingBoundary => {
-                write!(f, "multipart/mixed content type has no boundary parameter")
-            }
-            BatchError::InvalidBoundary { reason } => {
-                write!(f, "invalid multipart boundary: {reason}")
-            }
-            BatchError::Framing { reason } => write!(f, "broken multipart framing: {reason}"),
-            BatchError::Malformed { reason } => write!(f, "malformed batch: {reason}"),
-            BatchError::Empty => write!(f, "the batch contains no items"),
-            BatchError::TooManyItems { count, limit } => {
-                write!(f, "batch has {count} items; the limit is {limit}")
-            }
-            BatchError::BodyTooLarge { limit } => {
-                write!(f, "batch body is larger than the limit of {limit} bytes")
-            }
-            BatchError::BodyOverOuterLimit => write!(
-                f,
-                "batch body is larger than this server accepts (a body limit outside the batch endpoint)"
+            BatchError::MissingBoundary => Answer::bad_request(
+                "MISSING_BOUNDARY",
+                "multipart/mixed content type has no boundary parameter".to_owned(),
             ),
-            BatchError::PartTooLarge { index, limit } => {
-                write!(
-                    f,
+            BatchError::InvalidBoundary { reason } => Answer::bad_request(
+                "INVALID_BOUNDARY",
+                format!("invalid multipart boundary: {reason}"),
+            ),
+            BatchError::Framing { reason } => Answer::bad_request(
+                "BROKEN_FRAMING",
+                format!("broken multipart framing: {reason}"),
+            ),
+            BatchError::Malformed { reason } => {
+                Answer::bad_request("MALFORMED_BATCH", format!("malformed batch: {reason}"))
+            }
+            BatchError::Empty => {
+                Answer::bad_request("EMPTY_BATCH", "the batch contains no items".to_owned())
+            }
+            BatchError::TooManyItems { count, limit } => Answer::too_large(
+                "TOO_MANY_ITEMS",
+                format!("batch has {count} items; the limit is {limit}"),
+            )
+            .with("count", *count)
+            .with("limit", *limit),
+            BatchError::BodyTooLarge { limit } => Answer::too_large(
+                "BODY_TOO_LARGE",
+                format!("batch body is larger than the limit of {limit} bytes"),
+            )
+            .with("limit", *limit),
+            BatchError::BodyOverOuterLimit => Answer::too_large(
+                "BODY_TOO_LARGE",
+                "batch body is larger than this server accepts (a body limit outside the batch \
+                 endpoint)"
+                    .to_owned(),
+            ),
+            // Counted from 1, in the message and the body alike.
+            BatchError::PartTooLarge { index, limit } => Answer::too_large(
+                "PART_TOO_LARGE",
+                format!(
                     "part {} is larger than the limit of {limit} bytes",
                     index + 1
-                )
-            }
-            BatchError::ReadTimeout { timeout } => write!(
-                f,
-                "the batch body was not received within {} ms",
-                timeout.as_millis()
+                ),
+            )
+            .with("part", *index + 1)
+            .with("limit", *limit),
+            BatchError::ReadTimeout { timeout } => Answer::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "READ_TIMEOUT",
+                format!(
+                    "the batch body was not received within {} ms",
+                    timeout.as_millis()
+                ),
             ),
-            BatchError::BodyRead { reason } => write!(f, "failed to read the batch body: {reason}"),
-            BatchError::DuplicateId { id } => {
-                write!(f, "two items carry the same id `{id}`; ids must be unique")
-            }
-            BatchError::UnknownDependency { id, depends_on } => write!(
-                f,
-                "item `{id}` depends on `{depends_on}`, which is not in the batch"
+            BatchError::BodyRead { reason } => Answer::bad_request(
+                "BODY_READ_FAILED",
+                format!("failed to read the batch body: {reason}"),
             ),
-            BatchError::DependencyCycle { cycle } => {
-                write!(f, "item dependencies form a cycle: {}", cycle.join(" -> "))
-            }
-            BatchError::CostExceeded { cost, limit } => {
-                write!(f, "batch costs {cost}; the budget is {limit}")
-            }
-            BatchError::ChangeSetsRefused { dialect } => write!(
-                f,
-                "the batch holds a change set (a multipart/mixed part), and batches here \
-                 ({dialect} rules) have none; nothing was run"
+            BatchError::DuplicateId { .. }
+            | BatchError::UnknownDependency { .. }
+            | BatchError::DependencyCycle { .. }
+            | BatchError::CostExceeded { .. }
+            | BatchError::TooDeep { .. }
+            | BatchError::MountedInsideRouter
+            | BatchError::ChangeSetsRefused { .. }
+            | BatchError::NoTransactions => self.answer_about_items(),
+        }
+    }
+
+    /// The second half of the table: problems with the items as a set (ids, dependencies,
+    /// cost, nesting, change sets) and with the server's own set-up.
+    fn answer_about_items(&self) -> Answer {
+        match self {
+            BatchError::DuplicateId { id } => Answer::bad_request(
+                "DUPLICATE_ID",
+                format!("two items carry the same id `{id}`; ids must be unique"),
             ),
-            BatchError::NoTransactions => write!(
-                f,
+            BatchError::UnknownDependency { id, depends_on } => Answer::bad_request(
+                "UNKNOWN_DEPENDENCY",
+                format!("item `{id}` depends on `{depends_on}`, which is not in the batch"),
+            ),
+            BatchError::DependencyCycle { cycle } => Answer::bad_request(
+                "DEPENDENCY_CYCLE",
+                format!("item dependencies form a cycle: {}", cycle.join(" -> ")),
+            )
+            .with("cycle", cycle.clone()),
+            BatchError::CostExceeded { cost, limit } => Answer::too_large(
+                "COST_EXCEEDED",
+                format!("batch costs {cost}; the budget is {limit}"),
+            )
+            .with("cost", *cost)
+            .with("limit", *limit),
+            BatchError::TooDeep { depth, limit } => Answer::bad_request(
+                "NESTED_BATCH",
+                format!(
+                    "this batch is an item of {depth} enclosing batch(es); this layer allows \
+                     {limit} (nested batches are off at 0)"
+                ),
+            ),
+            BatchError::MountedInsideRouter => Answer::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "MOUNTED_INSIDE_ROUTER",
+                "the server added BatchLayer with Router::layer, which runs after routing, so \
+                 batch items cannot be routed; wrap the router instead: \
+                 BatchLayer::new().wrap_router(router), or mount Batch::new(router) with \
+                 route_service"
+                    .to_owned(),
+            ),
+            BatchError::ChangeSetsRefused { dialect } => Answer::bad_request(
+                "CHANGE_SETS_REFUSED",
+                format!(
+                    "the batch holds a change set (a multipart/mixed part), and batches here \
+                     ({dialect} rules) have none; nothing was run"
+                ),
+            ),
+            BatchError::NoTransactions => Answer::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "NO_TRANSACTIONS",
                 "the batch holds a change set, which must run all or nothing, and this service \
                  has no transactions to run it so; nothing was run"
+                    .to_owned(),
             ),
-            BatchError::TooDeep { depth, limit } => write!(
-                f,
-                "this batch is an item of {depth} enclosing batch(es); this layer allows {limit} (nested batches are off at 0)"
-            ),
+            // `answer` lists every other kind itself (it has no catch-all arm) and sends only
+            // these here.
+            _ => unreachable!("only problems with the items are answered here"),
         }
+    }
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.answer().message)
     }
 }
 
@@ -250,86 +362,29 @@ impl std::error::Error for BatchError {}
 impl BatchError {
     /// The HTTP status this problem is answered with.
     pub fn status(&self) -> StatusCode {
-        match self {
-            BatchError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            BatchError::UnsupportedMediaType { .. } | BatchError::UnsupportedEncoding { .. } => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            BatchError::TooManyItems { .. }
-            | BatchError::BodyTooLarge { .. }
-            | BatchError::BodyOverOuterLimit
-            | BatchError::PartTooLarge { .. }
-            | BatchError::CostExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            BatchError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            BatchError::MountedInsideRouter | BatchError::PathNotConfigured { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            BatchError::NoTransactions => StatusCode::NOT_IMPLEMENTED,
-            _ => StatusCode::BAD_REQUEST,
-        }
+        self.answer().status
     }
 
     /// A short machine-readable name for this problem, used as the `reason` field of the body.
     pub fn kind(&self) -> &'static str {
-        match self {
-            BatchError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
-            BatchError::UnsupportedMediaType { .. } => "UNSUPPORTED_MEDIA_TYPE",
-            BatchError::UnsupportedEncoding { .. } => "UNSUPPORTED_CONTENT_ENCODING",
-            BatchError::MissingBoundary => "MISSING_BOUNDARY",
-            BatchError::InvalidBoundary { .. } => "INVALID_BOUNDARY",
-            BatchError::Framing { .. } => "BROKEN_FRAMING",
-            BatchError::Malformed { .. } => "MALFORMED_BATCH",
-            BatchError::Empty => "EMPTY_BATCH",
-            BatchError::TooManyItems { .. } => "TOO_MANY_ITEMS",
-            BatchError::BodyTooLarge { .. } | BatchError::BodyOverOuterLimit => "BODY_TOO_LARGE",
-            BatchError::PartTooLarge { .. } => "PART_TOO_LARGE",
-            BatchError::ReadTimeout { .. } => "READ_TIMEOUT",
-            BatchError::BodyRead { .. } => "BODY_READ_FAILED",
-            BatchError::DuplicateId { .. } => "DUPLICATE_ID",
-            BatchError::UnknownDependency { .. } => "UNKNOWN_DEPENDENCY",
-            BatchError::DependencyCycle { .. } => "DEPENDENCY_CYCLE",
-            BatchError::CostExceeded { .. } => "COST_EXCEEDED",
-            BatchError::TooDeep { .. } => "NESTED_BATCH",
-            BatchError::MountedInsideRouter => "MOUNTED_INSIDE_ROUTER",
-            BatchError::PathNotConfigured { .. } => "BATCH_PATH_NOT_CONFIGURED",
-            BatchError::ChangeSetsRefused { .. } => "CHANGE_SETS_REFUSED",
-            BatchError::NoTransactions => "NO_TRANSACTIONS",
-        }
+        self.answer().reason
     }
 
     /// The JSON body that describes this problem.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut error = serde_json::json!({
-            "code": self.status().as_u16(),
-            "status": google_status(self.status()),
-            "reason": self.kind(),
-            "message": self.to_string(),
-        });
-        let obj = error.as_object_mut().expect("object literal");
-        match self {
-            BatchError::TooManyItems { count, limit } => {
-                obj.insert("count".into(), (*count).into());
-                obj.insert("limit".into(), (*limit).into());
-            }
-            BatchError::BodyTooLarge { limit } => {
-                obj.insert("limit".into(), (*limit).into());
-            }
-            BatchError::PartTooLarge { index, limit } => {
-                // Counted from 1, as in the message.
-                obj.insert("part".into(), (*index + 1).into());
-                obj.insert("limit".into(), (*limit).into());
-            }
-            BatchError::CostExceeded { cost, limit } => {
-                obj.insert("cost".into(), (*cost).into());
-                obj.insert("limit".into(), (*limit).into());
-            }
-            BatchError::UnsupportedMediaType { accepted, .. } => {
-                obj.insert("accepted".into(), accepted.clone().into());
-            }
-            BatchError::DependencyCycle { cycle } => {
-                obj.insert("cycle".into(), cycle.clone().into());
-            }
-            _ => {}
+        let Answer {
+            status,
+            reason,
+            message,
+            fields,
+        } = self.answer();
+        let mut error = serde_json::Map::new();
+        error.insert("code".into(), status.as_u16().into());
+        error.insert("status".into(), google_status(status).into());
+        error.insert("reason".into(), reason.into());
+        error.insert("message".into(), message.into());
+        for (name, value) in fields {
+            error.insert(name.into(), value);
         }
         serde_json::json!({ "error": error })
     }
@@ -433,6 +488,41 @@ pub(crate) struct NotRun;
 pub(crate) fn not_run(mut res: Response<Bytes>) -> Response<Bytes> {
     res.extensions_mut().insert(NotRun);
     res
+}
+
+/// The answer of an item refused before it ran (by the item policy, a limit, or the origin
+/// check), carrying its request id when the layer sets one.
+pub(crate) fn refused(
+    err: &ItemError,
+    request_id: Option<(&HeaderName, HeaderValue)>,
+) -> Response<Bytes> {
+    let mut res = not_run(err.to_response());
+    if let Some((name, id)) = request_id {
+        res.headers_mut().insert(name.clone(), id);
+    }
+    res
+}
+
+/// The answer of an item that met the whole batch response's limit of `limit` bytes: one that
+/// ran but whose answer did not fit, or one that was not started for want of room.
+pub(crate) fn response_full(limit: usize, ran: bool) -> Response<Bytes> {
+    if ran {
+        error_response(
+            StatusCode::INSUFFICIENT_STORAGE,
+            &format!(
+                "the item ran, but its answer did not fit in the batch response's limit of \
+                 {limit} bytes"
+            ),
+        )
+    } else {
+        not_run(error_response(
+            StatusCode::INSUFFICIENT_STORAGE,
+            &format!(
+                "the batch response reached its limit of {limit} bytes before this item \
+                 started, so it was not run"
+            ),
+        ))
+    }
 }
 
 /// A JSON error response in Google's shape: `{"error":{"code":..,"message":..,"status":..}}`.

@@ -1,19 +1,25 @@
-//! What an item receives from the outer request, and the checks that keep an item on this
-//! origin and inside the layer's policy.
+//! What an item receives from the outer request: headers, query, extensions and its request
+//! id. [`prepare`] is the one step each item takes before it runs: it keeps the item on this
+//! origin ([`crate::origin`]), checks it against the item policy ([`crate::policy`]), and then
+//! gives it what it inherits.
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::uri::{PathAndQuery, Uri};
-use http::{Method, Request, StatusCode};
+use http::uri::Uri;
+use http::{Request, StatusCode};
 
-use crate::config::{AuthPolicy, Config};
+use crate::config::{AuthPolicy, Config, Route};
 use crate::context::BatchContext;
 use crate::error::ItemError;
+use crate::origin::Origin;
 use crate::path;
 use crate::pinned::Pinned;
+use crate::policy::{self, Claims, Scope};
 use crate::transaction::Transaction;
 
 /// Everything about the outer request that items inherit, computed once per batch.
@@ -22,21 +28,14 @@ pub(crate) struct Outer {
     /// Outer headers that items may inherit (no `Content-*`, no hop-by-hop, no `Host`, no
     /// `Expect`, no `Accept-Encoding`).
     pub(crate) headers: HeaderMap,
-    pub(crate) host: Option<String>,
-    /// `host` as a header value, made once per batch instead of once per item.
-    pub(crate) host_value: Option<HeaderValue>,
-    /// The scheme the batch arrived with, when known (an absolute request URI, or a trusted
-    /// `X-Forwarded-Proto` / `Forwarded: proto=`).
-    pub(crate) scheme: Option<String>,
-    /// The public host a trusted proxy says the client asked for (`Forwarded: host=` or
-    /// `X-Forwarded-Host`), when the layer trusts it.
-    pub(crate) forwarded_host: Option<String>,
+    /// The origin the batch arrived for, which every item stays on.
+    pub(crate) origin: Origin,
     pub(crate) query: Option<String>,
     pub(crate) extensions: http::Extensions,
     pub(crate) request_id: Option<HeaderValue>,
     pub(crate) depth: usize,
     /// The enclosing batch's remaining cost budget, when this batch is nested in one.
-    pub(crate) budget: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    pub(crate) budget: Option<Arc<AtomicU64>>,
     /// The batch route's own service root, which overrides the layer's.
     pub(crate) service_root: Option<String>,
     /// The batch URL's base (`{base}/$batch`), the service root as clients see it.
@@ -76,77 +75,20 @@ fn is_hop_by_hop(name: &HeaderName, listed: &HashSet<String>) -> bool {
 
 impl Outer {
     pub(crate) fn new(parts: &Parts, config: &Config) -> Self {
-        let listed = connection_listed(&parts.headers);
-        let mut headers = HeaderMap::with_capacity(parts.headers.len());
-        for (name, value) in &parts.headers {
-            if name.as_str().starts_with("content-")
-                || name == header::HOST
-                // `Expect: 100-continue` was about the batch body, which has arrived.
-                || name == header::EXPECT
-                // Parts are not compressed: clients read the whole batch body as text. Compress
-                // the outer response instead, if at all.
-                || name == header::ACCEPT_ENCODING
-                || is_hop_by_hop(name, &listed)
-                || config.request_id_header.as_ref() == Some(name)
-            {
-                continue;
-            }
-            headers.append(name.clone(), value.clone());
-        }
-        // An absolute-form request line's authority wins over `Host` (RFC 9112, 3.2.2); over
-        // HTTP/2 it is the `:authority`.
-        let host = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            });
         let request_id = config
             .request_id_header
             .as_ref()
             .and_then(|n| parts.headers.get(n))
             .cloned();
-        let mut extensions = parts.extensions.clone();
-        let depth = extensions.get::<BatchContext>().map_or(0, |c| c.depth);
-        let budget = extensions
-            .get::<BatchContext>()
-            .and_then(|c| c.budget.clone());
-        extensions.remove::<BatchContext>();
-        #[cfg(feature = "axum")]
-        {
-            // axum's routing data describes the outer request, not the item; the router sets
-            // them afresh for each item.
-            extensions.remove::<axum::extract::MatchedPath>();
-            extensions.remove::<axum::extract::OriginalUri>();
-        }
-        reserve_extensions(&mut extensions);
-        let host_value = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok());
-        let (forwarded_host, forwarded_proto) = if config.trust_forwarded {
-            forwarded(&parts.headers)
-        } else {
-            (None, None)
-        };
-        let scheme = parts
-            .uri
-            .scheme_str()
-            .map(str::to_owned)
-            .or(forwarded_proto);
+        let (extensions, context) = inheritable_extensions(&parts.extensions);
         Outer {
-            headers,
-            host_value,
-            host,
-            scheme,
-            forwarded_host,
+            headers: inheritable_headers(&parts.headers, config),
+            origin: Origin::of(parts, config.trust_forwarded),
             query: parts.uri.query().map(str::to_owned),
             extensions,
             request_id,
-            depth,
-            budget,
+            depth: context.as_ref().map_or(0, |c| c.depth),
+            budget: context.and_then(|c| c.budget),
             service_root: None,
             base: None,
             encoded_slashes: false,
@@ -157,7 +99,7 @@ impl Outer {
     /// base, whether encoded slashes pass, and which query parameters chose the route (those
     /// stay with the batch: Azure's `restype=container` would retarget every blob item to its
     /// container).
-    pub(crate) fn for_route(&mut self, route: &crate::config::Route, base: Option<&str>) {
+    pub(crate) fn for_route(&mut self, route: &Route, base: Option<&str>) {
         self.service_root.clone_from(&route.service_root);
         self.base = base.map(str::to_owned);
         self.encoded_slashes = route.encoded_slashes;
@@ -173,6 +115,44 @@ impl Outer {
             self.query = (!kept.is_empty()).then(|| kept.join("&"));
         }
     }
+}
+
+/// The outer headers an item may inherit: not those about the batch body or the connection.
+fn inheritable_headers(outer: &HeaderMap, config: &Config) -> HeaderMap {
+    let listed = connection_listed(outer);
+    let mut headers = HeaderMap::with_capacity(outer.len());
+    for (name, value) in outer {
+        if name.as_str().starts_with("content-")
+            || name == header::HOST
+            // `Expect: 100-continue` was about the batch body, which has arrived.
+            || name == header::EXPECT
+            // Parts are not compressed: clients read the whole batch body as text. Compress
+            // the outer response instead, if at all.
+            || name == header::ACCEPT_ENCODING
+            || is_hop_by_hop(name, &listed)
+            || config.request_id_header.as_ref() == Some(name)
+        {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    headers
+}
+
+/// The outer extensions an item may inherit, and the enclosing batch's context (when this
+/// batch is an item of another), which the items do not inherit: each gets its own.
+fn inheritable_extensions(outer: &http::Extensions) -> (http::Extensions, Option<BatchContext>) {
+    let mut extensions = outer.clone();
+    let context = extensions.remove::<BatchContext>();
+    #[cfg(feature = "axum")]
+    {
+        // axum's routing data describes the outer request, not the item; the router sets
+        // them afresh for each item.
+        extensions.remove::<axum::extract::MatchedPath>();
+        extensions.remove::<axum::extract::OriginalUri>();
+    }
+    reserve_extensions(&mut extensions);
+    (extensions, context)
 }
 
 /// Leaves room in `extensions` for what each item's copy of it gains: its `BatchContext`, and
@@ -202,112 +182,6 @@ fn too_many_headers() -> ItemError {
     )
 }
 
-fn forbidden(message: String) -> ItemError {
-    ItemError::new(StatusCode::FORBIDDEN, message)
-}
-
-/// Host and port of an authority, the port defaulting to the scheme's (80 for `http`, 443 for
-/// `https`); `None` as the port when neither says.
-fn host_port<'a>(authority: &'a str, scheme: Option<&str>) -> (&'a str, Option<u16>) {
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let (host, port) = match authority.rsplit_once(':') {
-        // `[::1]:8080` or `host:8080`; a bare IPv6 address has colons but no closing bracket.
-        Some((h, p)) if (h.ends_with(']') || !h.contains(':')) && !p.is_empty() => {
-            (h, p.parse::<u16>().ok())
-        }
-        _ => (authority, None),
-    };
-    let default = match scheme.map(str::to_ascii_lowercase).as_deref() {
-        Some("http") => Some(80),
-        Some("https") => Some(443),
-        _ => None,
-    };
-    (host, port.or(default))
-}
-
-/// The refusal of an absolute target on another origin. Where only the port differs from the
-/// batch's own (a proxy that sets `Host` without the port, say), it says so.
-fn other_origin(uri: &http::Uri, outer: &Outer) -> ItemError {
-    let scheme = uri.scheme_str();
-    let (host, port) = host_port(uri.authority().map_or("", |a| a.as_str()), scheme);
-    let ours = outer
-        .host
-        .as_deref()
-        .map(|h| host_port(h, outer.scheme.as_deref().or(scheme)));
-    let port_name = |p: Option<u16>| p.map_or_else(|| "none".to_owned(), |p| p.to_string());
-    let detail = match ours {
-        Some((h, p)) if h.eq_ignore_ascii_case(host) && p != port => format!(
-            " (port {}, while this batch came to port {}; a missing port is the scheme's \
-             default)",
-            port_name(port),
-            port_name(p)
-        ),
-        _ => String::new(),
-    };
-    ItemError::bad_request(format!(
-        "item target `{uri}` names another host{detail}; batch items must stay on this origin"
-    ))
-}
-
-/// Whether an absolute item target (`scheme://authority/...`) names this origin: the batch's
-/// own `Host`, a configured public origin, or the host a trusted proxy forwarded. A missing port
-/// means the scheme's default port; the batch's own `Host` without a port takes the default of
-/// the batch's scheme when known, else of the item's.
-fn on_this_origin(scheme: Option<&str>, authority: &str, outer: &Outer, config: &Config) -> bool {
-    let (host, port) = host_port(authority, scheme);
-    let same = |other: &str, other_scheme: Option<&str>| {
-        let (h, p) = host_port(other, other_scheme.or(scheme));
-        h.eq_ignore_ascii_case(host) && p == port
-    };
-    outer
-        .host
-        .as_deref()
-        .is_some_and(|h| same(h, outer.scheme.as_deref()))
-        || outer
-            .forwarded_host
-            .as_deref()
-            .is_some_and(|h| same(h, outer.scheme.as_deref()))
-        || config.public_origins.iter().any(|origin| {
-            let (s, a) = origin
-                .split_once("://")
-                .map_or((None, origin.as_str()), |(s, a)| (Some(s), a));
-            s.is_none_or(|s| scheme.is_none_or(|item| item.eq_ignore_ascii_case(s))) && same(a, s)
-        })
-}
-
-/// The host and scheme a proxy forwarded: `Forwarded: host=...;proto=...` (RFC 7239), else
-/// `X-Forwarded-Host` and `X-Forwarded-Proto`. Each takes its last element: the one the proxy
-/// nearest to this server added, since a client may send values of its own ahead of it.
-fn forwarded(headers: &HeaderMap) -> (Option<String>, Option<String>) {
-    let first = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    let mut host = None;
-    let mut proto = None;
-    if let Some(element) = first("forwarded") {
-        for pair in element.split(';') {
-            let Some((k, v)) = pair.split_once('=') else {
-                continue;
-            };
-            let v = v.trim().trim_matches('"').to_owned();
-            match k.trim().to_ascii_lowercase().as_str() {
-                "host" => host = Some(v),
-                "proto" => proto = Some(v),
-                _ => {}
-            }
-        }
-    }
-    (
-        host.or_else(|| first("x-forwarded-host")),
-        proto.or_else(|| first("x-forwarded-proto")),
-    )
-}
-
 /// The request id an item without its own gets: the outer id, `-`, and the item's index.
 pub(crate) fn derived_id(outer: &Outer, index: usize) -> Option<HeaderValue> {
     let outer_id = outer.request_id.as_ref()?;
@@ -318,17 +192,26 @@ pub(crate) fn derived_id(outer: &Outer, index: usize) -> Option<HeaderValue> {
     HeaderValue::from_bytes(&id).ok()
 }
 
-/// The pinned headers in force, and whether the policy is `OuterOnly` (which pins more).
-type Pins<'a> = (&'a Pinned, bool);
+/// The headers only the outer request may set.
+#[derive(Clone, Copy)]
+struct Pins<'a> {
+    pinned: &'a Pinned,
+    /// Under `AuthPolicy::OuterOnly` more headers are pinned (see `Pinned::covers`).
+    outer_only: bool,
+}
+
+impl Pins<'_> {
+    fn cover(&self, name: &HeaderName) -> bool {
+        self.pinned.covers(name, self.outer_only)
+    }
+}
 
 /// What `prepare` needs to know about an item's own headers, found in one pass over them.
 #[derive(Default)]
 struct Seen {
     hosts: usize,
-    /// `Upgrade` or `Sec-WebSocket-Key`: a protocol switch.
-    upgrade: bool,
-    content_type: bool,
-    authorization: bool,
+    /// What the item policy asks: upgrades, `Authorization`, `Content-Type`.
+    claims: Claims,
     /// A hop-by-hop header (including `Connection`, which may list more) is present.
     hop_by_hop: bool,
     content_length: bool,
@@ -339,31 +222,31 @@ struct Seen {
 }
 
 impl Seen {
-    fn scan(headers: &HeaderMap, request_id: Option<&HeaderName>, pinned: Pins<'_>) -> Seen {
+    fn scan(headers: &HeaderMap, request_id: Option<&HeaderName>, pins: Pins<'_>) -> Seen {
         let mut seen = Seen::default();
         // `keys` visits each name once; `Host` is the one whose number of values matters.
         for name in headers.keys() {
             if name == header::HOST {
                 seen.hosts = headers.get_all(header::HOST).iter().count();
             } else if name == header::CONTENT_TYPE {
-                seen.content_type = true;
+                seen.claims.content_type = true;
             } else if name == header::CONTENT_LENGTH {
                 seen.content_length = true;
             } else if name == header::ACCEPT_ENCODING {
                 seen.accept_encoding = true;
             } else if name == header::AUTHORIZATION {
-                seen.authorization = true;
+                seen.claims.authorization = true;
             } else if request_id == Some(name) {
                 seen.request_id = true;
             } else if name == header::UPGRADE {
-                seen.upgrade = true;
+                seen.claims.upgrade = true;
                 seen.hop_by_hop = true;
             } else if name.as_str() == "sec-websocket-key" {
-                seen.upgrade = true;
+                seen.claims.upgrade = true;
             } else if is_hop_by_hop(name, &HashSet::new()) {
                 // `Connection` among them: the names it lists are found when they are removed.
                 seen.hop_by_hop = true;
-            } else if pinned.0.covers(name, pinned.1) {
+            } else if pins.cover(name) {
                 seen.pinned = true;
             }
         }
@@ -405,23 +288,31 @@ fn check_and_inherit(
     config: &Config,
     ctx: BatchContext,
 ) -> Result<RequestId, ItemError> {
-    // Stay on this origin: an absolute target must name the batch's own authority, a public
-    // origin the layer was given, or the host a trusted proxy forwarded.
-    if let Some(authority) = req.uri().authority() {
-        if !on_this_origin(req.uri().scheme_str(), authority.as_str(), outer, config) {
-            return Err(other_origin(req.uri(), outer));
-        }
-        let pq = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::from(pq);
-    }
+    outer.origin.localize(req, &config.public_origins)?;
     // One look at the item's own headers answers every question asked of them below. Many items
     // (plain GETs) carry none at all.
-    let pins: Pins<'_> = (&config.pinned, config.auth == AuthPolicy::OuterOnly);
+    let pins = Pins {
+        pinned: &config.pinned,
+        outer_only: config.auth == AuthPolicy::OuterOnly,
+    };
     let mut seen = Seen::scan(req.headers(), config.request_id_header.as_ref(), pins);
+    drop_host_and_encoding(req, &mut seen)?;
+    resolve_path(req, outer, config)?;
+    let scope = Scope {
+        depth: outer.depth,
+        encoded_slashes: outer.encoded_slashes,
+    };
+    policy::check(req, seen.claims, scope, config)?;
+    drop_connection_and_pinned(req, &mut seen, pins, config);
+    fill_headers(req, outer, &seen)?;
+    let request_id = request_id(req, outer, config, &seen, ctx.index)?;
+    merge_outer_query(req, outer)?;
+    carry_extensions(req, outer, ctx);
+    Ok(request_id)
+}
+
+/// An item's `Host` and `Accept-Encoding` are not its own to choose.
+fn drop_host_and_encoding(req: &mut Request<Bytes>, seen: &mut Seen) -> Result<(), ItemError> {
     // RFC 9112 §3.2: a request with more than one Host field is answered 400.
     if seen.hosts > 1 {
         return Err(ItemError::bad_request(
@@ -430,7 +321,7 @@ fn check_and_inherit(
     }
     // An item's `Host` is advisory: clients write the public host into every part, while behind
     // a proxy the batch arrives for the backend. The item runs under the batch's own origin, so
-    // its `Host` is replaced by the batch's (below), never trusted for routing.
+    // its `Host` is replaced by the batch's (in `fill_headers`), never trusted for routing.
     if seen.hosts == 1 {
         req.headers_mut().remove(header::HOST);
         seen.hosts = 0;
@@ -440,9 +331,12 @@ fn check_and_inherit(
     if seen.accept_encoding {
         req.headers_mut().remove(header::ACCEPT_ENCODING);
     }
+    Ok(())
+}
 
-    // The path the inner service will see: under the route's (or the layer's) service root,
-    // runs of `/` collapsed.
+/// The path the inner service will see: under the route's (or the layer's) service root, runs
+/// of `/` collapsed.
+fn resolve_path(req: &mut Request<Bytes>, outer: &Outer, config: &Config) -> Result<(), ItemError> {
     let root = outer
         .service_root
         .as_deref()
@@ -450,97 +344,42 @@ fn check_and_inherit(
     if let Some(uri) = path::resolve(req.uri(), outer.base.as_deref(), root)? {
         *req.uri_mut() = uri;
     }
+    Ok(())
+}
 
-    let method = req.method().clone();
-    if method == Method::CONNECT {
-        return Err(ItemError::bad_request("CONNECT requests cannot be batched"));
+/// The item's own hop-by-hop headers describe a connection it does not have; pinned headers are
+/// the outer request's alone (the outer ones fill in later). Both go in one pass, found by the
+/// same scan that answered everything else.
+fn drop_connection_and_pinned(
+    req: &mut Request<Bytes>,
+    seen: &mut Seen,
+    pins: Pins<'_>,
+    config: &Config,
+) {
+    if !(seen.hop_by_hop || seen.pinned) {
+        return;
     }
-    if seen.upgrade {
-        return Err(ItemError::bad_request(
-            "protocol upgrades (WebSocket and others) cannot be batched",
-        ));
+    let listed = if seen.hop_by_hop {
+        connection_listed(req.headers())
+    } else {
+        HashSet::new()
+    };
+    let gone: Vec<HeaderName> = req
+        .headers()
+        .keys()
+        .filter(|n| is_hop_by_hop(n, &listed) || pins.cover(n))
+        .cloned()
+        .collect();
+    for name in gone {
+        req.headers_mut().remove(name);
     }
-    // Policies compare the decoded path, as the inner service's router reads it.
-    let decoded = path::decode(req.uri().path(), outer.encoded_slashes)?;
-    let encoded = matches!(decoded, std::borrow::Cow::Owned(_));
-    let path = decoded.as_ref();
-    if has_dot_segment(path) || (encoded && has_dot_segment(req.uri().path())) {
-        return Err(ItemError::bad_request(format!(
-            "item path `{path}` contains `.` or `..` segments; send the resolved path"
-        )));
-    }
-    let policy = &config.policy;
-    if policy.deny_methods.contains(&method)
-        || policy
-            .allow_methods
-            .as_ref()
-            .is_some_and(|allow| !allow.contains(&method))
-    {
-        return Err(forbidden(format!(
-            "{method} requests may not be batched here"
-        )));
-    }
-    if policy.deny_prefixes.iter().any(|p| path::under(path, p))
-        || policy
-            .allow_prefixes
-            .as_ref()
-            .is_some_and(|allow| !allow.iter().any(|p| path::under(path, p)))
-    {
-        return Err(forbidden(format!(
-            "`{path}` may not be called inside a batch"
-        )));
-    }
-    if config.is_batch_path(path) && outer.depth >= config.max_nesting {
-        return Err(ItemError::bad_request(
-            "an item may not itself be a batch request (nested batches are off)",
-        ));
-    }
-    if !policy.allow_form_data {
-        let is_form = seen.content_type
-            && req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| {
-                    v.trim_start()
-                        .get(..19)
-                        .is_some_and(|t| t.eq_ignore_ascii_case("multipart/form-data"))
-                });
-        if is_form {
-            return Err(ItemError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "multipart/form-data uploads cannot be batched; upload the file in its own request",
-            ));
-        }
-    }
-    if config.auth == AuthPolicy::OuterOnly && seen.authorization {
-        return Err(ItemError::bad_request(
-            "items may not carry their own Authorization header; authenticate the batch request",
-        ));
-    }
-    // The item's own hop-by-hop headers describe a connection it does not have; pinned headers
-    // are the outer request's alone (the outer ones fill in below). Both go in one pass, found
-    // by the same scan that answered everything else.
-    if seen.hop_by_hop || seen.pinned {
-        let listed = if seen.hop_by_hop {
-            connection_listed(req.headers())
-        } else {
-            HashSet::new()
-        };
-        let gone: Vec<HeaderName> = req
-            .headers()
-            .keys()
-            .filter(|n| is_hop_by_hop(n, &listed) || pins.0.covers(n, pins.1))
-            .cloned()
-            .collect();
-        for name in gone {
-            req.headers_mut().remove(name);
-        }
-        // `Connection` may have listed any header, `Host` or the request id among them.
-        seen = Seen::scan(req.headers(), config.request_id_header.as_ref(), pins);
-    }
+    // `Connection` may have listed any header, `Host` or the request id among them.
+    *seen = Seen::scan(req.headers(), config.request_id_header.as_ref(), pins);
+}
 
-    // Headers: the item's own win; the outer ones fill in (every value of a multi-valued one).
+/// Headers: the item's own win; the outer ones fill in (every value of a multi-valued one),
+/// then the batch's `Host` and the body's length.
+fn fill_headers(req: &mut Request<Bytes>, outer: &Outer, seen: &Seen) -> Result<(), ItemError> {
     let len = req.body().len();
     let headers = req.headers_mut();
     if headers.is_empty() {
@@ -560,7 +399,7 @@ fn check_and_inherit(
             }
         }
     }
-    if let Some(host) = &outer.host_value {
+    if let Some(host) = outer.origin.host_value() {
         if seen.hosts == 0 {
             headers
                 .try_insert(header::HOST, host.clone())
@@ -572,34 +411,50 @@ fn check_and_inherit(
             .try_insert(header::CONTENT_LENGTH, HeaderValue::from(len))
             .map_err(|_| too_many_headers())?;
     }
+    Ok(())
+}
 
-    // Request id: the outer id plus the item index, unless the item set its own.
-    let mut request_id = None;
-    if let Some(name) = &config.request_id_header {
-        if seen.request_id {
-            request_id = headers.get(name).cloned();
-        } else if let Some(id) = derived_id(outer, ctx.index) {
-            headers
-                .try_insert(name.clone(), id.clone())
-                .map_err(|_| too_many_headers())?;
-            request_id = Some(id);
-        }
+/// Request id: the outer id plus the item index, unless the item set its own.
+fn request_id(
+    req: &mut Request<Bytes>,
+    outer: &Outer,
+    config: &Config,
+    seen: &Seen,
+    index: usize,
+) -> Result<RequestId, ItemError> {
+    let Some(name) = &config.request_id_header else {
+        return Ok(None);
+    };
+    if seen.request_id {
+        return Ok(req.headers().get(name).cloned());
     }
+    let Some(id) = derived_id(outer, index) else {
+        return Ok(None);
+    };
+    req.headers_mut()
+        .try_insert(name.clone(), id.clone())
+        .map_err(|_| too_many_headers())?;
+    Ok(Some(id))
+}
 
-    // Query: outer parameters apply unless the item sets the same name.
-    if let Some(outer_query) = &outer.query {
-        let merged = merge_query(req.uri().query(), outer_query);
-        if let Some(merged) = merged {
-            let path = req.uri().path();
-            let pq = format!("{path}?{merged}");
-            let uri = Uri::try_from(pq).map_err(|_| {
-                ItemError::bad_request("item query could not be merged with the batch query")
-            })?;
-            *req.uri_mut() = uri;
-        }
+/// Query: outer parameters apply unless the item sets the same name.
+fn merge_outer_query(req: &mut Request<Bytes>, outer: &Outer) -> Result<(), ItemError> {
+    let Some(outer_query) = &outer.query else {
+        return Ok(());
+    };
+    if let Some(merged) = merge_query(req.uri().query(), outer_query) {
+        let pq = format!("{}?{merged}", req.uri().path());
+        let uri = Uri::try_from(pq).map_err(|_| {
+            ItemError::bad_request("item query could not be merged with the batch query")
+        })?;
+        *req.uri_mut() = uri;
     }
+    Ok(())
+}
 
-    // The outer extensions, copied with room to spare (see `reserve_extensions`).
+/// The outer extensions, copied with room to spare (see `reserve_extensions`), and the item's
+/// own context.
+fn carry_extensions(req: &mut Request<Bytes>, outer: &Outer, ctx: BatchContext) {
     let extensions = req.extensions_mut();
     // A change set's transaction is the one extension an item brings with it.
     let tx = extensions.remove::<Transaction>();
@@ -608,35 +463,6 @@ fn check_and_inherit(
     if let Some(tx) = tx {
         extensions.insert(tx);
     }
-    Ok(request_id)
-}
-
-/// Whether a path has a `.` or `..` segment, written plainly or percent-encoded. Such paths are
-/// refused so that prefix policies cannot be walked around (`/public/../admin`).
-fn has_dot_segment(path: &str) -> bool {
-    // Most paths have neither `.` nor `%`: one scan and done.
-    if !path.bytes().any(|c| c == b'.' || c == b'%') {
-        return false;
-    }
-    path.split('/').any(|seg| {
-        let mut rest = seg.as_bytes();
-        let mut dots = 0;
-        while !rest.is_empty() {
-            if rest[0] == b'.' {
-                rest = &rest[1..];
-            } else if rest.len() >= 3
-                && rest[0] == b'%'
-                && rest[1] == b'2'
-                && (rest[2] | 0x20) == b'e'
-            {
-                rest = &rest[3..];
-            } else {
-                return false;
-            }
-            dots += 1;
-        }
-        dots == 1 || dots == 2
-    })
 }
 
 /// The item's query with every outer parameter whose name the item does not use appended;
@@ -813,33 +639,5 @@ mod tests {
         assert_eq!(run("/v1.0/me"), "/v1.0/me");
         assert_eq!(run("/v1.0"), "/v1.0");
         assert_eq!(run("/v1.00/x"), "/v1.0/v1.00/x");
-    }
-
-    #[test]
-    fn dot_segments() {
-        assert!(has_dot_segment("/a/../b"));
-        assert!(has_dot_segment("/a/%2E%2e/b"));
-        assert!(has_dot_segment("/a/."));
-        assert!(!has_dot_segment("/a/..b/c.d"));
-    }
-
-    #[test]
-    fn authority_comparison() {
-        let http = Some("http");
-        let https = Some("https");
-        assert_eq!(host_port("Example.com", http), ("Example.com", Some(80)));
-        assert_eq!(host_port("example.com", https), ("example.com", Some(443)));
-        assert_eq!(
-            host_port("example.com:8080", https),
-            ("example.com", Some(8080))
-        );
-        assert_eq!(host_port("[::1]:3000", None), ("[::1]", Some(3000)));
-        assert_eq!(host_port("[::1]", http), ("[::1]", Some(80)));
-        assert_eq!(host_port("user@host:1", None), ("host", Some(1)));
-        // A missing port is the scheme's default, not any port.
-        assert_ne!(
-            host_port("example.com", http),
-            host_port("example.com:81", http)
-        );
     }
 }

@@ -310,11 +310,3 @@ pub(crate) fn store_down(err: &StoreError, what: &str) -> Response<Bytes> {
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     res
 }
-
-/// 128 random bits as 32 hex digits, from the operating system's generator: a monitor id that
-/// cannot be guessed.
-pub(crate) fn random_id() -> Option<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).ok()?;
-    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}

@@ -24,7 +24,8 @@ use crate::cancel::Cancel;
 use crate::context::BatchContext;
 use crate::error::{error_response, BoxError};
 use crate::future::BatchFuture;
-use crate::kept::{random_id, store_down, Kept, RespondAsync};
+use crate::id::secret_hex;
+use crate::kept::{store_down, Kept, RespondAsync};
 use crate::store::record::{Record, State};
 
 /// Runs one batch request through the batch path; given a progress counter when the batch runs
@@ -100,7 +101,7 @@ where
         Ok(place) => place,
         Err(full) => return full.response().map(ResponseBody::full),
     };
-    let Some(id) = random_id() else {
+    let Some(id) = secret_hex() else {
         let res = error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "no random monitor id could be made, so the asynchronous batch was not run",

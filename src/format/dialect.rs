@@ -347,33 +347,17 @@ impl Dialect {
     pub fn batch_boundary(&self) -> String {
         match self.boundaries {
             BoundaryStyle::Random => super::multipart::new_boundary(),
-            BoundaryStyle::Uuid => format!("batchresponse_{}", uuid()),
+            BoundaryStyle::Uuid => format!("batchresponse_{}", crate::id::uuid()),
         }
     }
 
     /// A fresh boundary for a change set's answer.
     pub fn change_set_boundary(&self) -> String {
         match self.boundaries {
-            BoundaryStyle::Random => format!("changeset_{}", uuid().replace('-', "")),
-            BoundaryStyle::Uuid => format!("changesetresponse_{}", uuid()),
+            BoundaryStyle::Random => format!("changeset_{}", crate::id::uuid().replace('-', "")),
+            BoundaryStyle::Uuid => format!("changesetresponse_{}", crate::id::uuid()),
         }
     }
-}
-
-/// A random version-4 UUID in its usual text form.
-fn uuid() -> String {
-    let a = super::multipart::write::random_u64();
-    let b = super::multipart::write::random_u64();
-    let time_hi = ((a >> 16) & 0x0fff) as u16 | 0x4000;
-    let clock = ((b >> 48) & 0x3fff) as u16 | 0x8000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        a & 0xffff,
-        time_hi,
-        clock,
-        b & 0xffff_ffff_ffff
-    )
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use http::{Response, StatusCode};
 
-use crate::error::{error_response, not_run};
+use crate::error::{error_response, not_run, response_full};
 /// What an answer is counted as: its body and a fair allowance for its head and framing.
 pub(crate) fn cost(res: &Response<Bytes>) -> usize {
     res.body().len() + 256
@@ -110,12 +110,7 @@ impl Budget {
 
 /// The answer of an item refused for want of room in the whole answer: it was not run.
 pub(crate) fn no_room(limit: usize) -> Response<Bytes> {
-    not_run(error_response(
-        StatusCode::INSUFFICIENT_STORAGE,
-        &format!(
-            "the batch response reached its limit of {limit} bytes before this item started, so it was not run"
-        ),
-    ))
+    response_full(limit, false)
 }
 
 /// The answer of an item that could never be held: it was not run.

@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::launch::{Indexed, Launch};
 use crate::config::Config;
 use crate::context::BatchContext;
-use crate::error::{not_run, BoxError};
+use crate::error::{refused, BoxError};
 use crate::inherit::{prepare, Outer};
 use crate::observe::ItemTimer;
 use crate::run::RunItem;
@@ -70,10 +70,7 @@ where
             Err((err, request_id)) => {
                 tracing::debug!(parent: &span, index, error = %err, "batch item refused");
                 span.record("status", err.status().as_u16());
-                let mut res = not_run(err.to_response());
-                if let (Some(name), Some(id)) = (id_header, request_id) {
-                    res.headers_mut().insert(name.clone(), id);
-                }
+                let res = refused(&err, id_header.zip(request_id));
                 return Box::pin(std::future::ready((index, res)));
             }
         };

@@ -6,9 +6,6 @@
 //! case-insensitive in HTTP, but clients read nested answers with their own text patterns
 //! (`@azure/data-tables` looks for `ETag: ` case-sensitively).
 
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -18,19 +15,7 @@ use crate::item::{ChangeSetAnswer, ItemMeta};
 
 /// A fresh random boundary: `batch_` and 32 hex digits.
 pub fn new_boundary() -> String {
-    format!("batch_{:016x}{:016x}", random_u64(), random_u64())
-}
-
-/// 64 random bits from the standard library's per-process hash keys and a counter; good enough
-/// for boundaries and batch ids, which must be unpredictable and unique but not secret.
-pub(crate) fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(d.as_nanos());
-    }
-    h.finish()
+    crate::id::boundary()
 }
 
 /// How an answer part's `Content-ID` is made from the request part's.
