@@ -143,7 +143,7 @@ where
             limit: config.limits.max_items,
         });
     }
-    let plan = match change_set::plan(&items, || match route.dialect.change_set_rule() {
+    let plan = match change_set::plan(&items, || match route.dialect.get_change_sets() {
         ChangeSets::Refused => Rule::Refused(route.dialect.name()),
         ChangeSets::NonAtomic => Rule::NonAtomic,
         _ => Rule::Atomic(route.transactions.clone()),
@@ -186,7 +186,7 @@ where
     };
     let found = references(&items, &ids, candidates, [base, root]);
     let go_on = change_set::continue_on_error(&parts.headers);
-    let chain = dialect.stops_on_error() && !go_on && items.len() > 1;
+    let chain = dialect.get_stop_on_error() && !go_on && items.len() > 1;
     let graph = match graph::build(&items, &ids, sets, &found.edges, chain) {
         Ok(g) => g,
         Err(err) => return error_body(err),
@@ -306,7 +306,7 @@ where
         outer: Arc::new(outer),
         config: config.clone(),
         item_timeout: config.item_timeout,
-        max_response_bytes: config.limits.max_item_response_bytes,
+        max_item_response_bytes: config.limits.max_item_response_bytes,
         _body: std::marker::PhantomData,
     });
     let mut scheduler = Scheduler::new(
@@ -339,12 +339,12 @@ where
         config.limits.answer_timeout,
     );
     let mut res = Response::new(ResponseBody::batch(body));
-    *res.status_mut() = dialect.status();
+    *res.status_mut() = dialect.get_batch_status();
     res.headers_mut().insert(header::CONTENT_TYPE, content_type);
     if let Some((name, value)) = dialect.version_for(&parts.headers) {
         res.headers_mut().insert(name, value);
     }
-    if dialect.stops_on_error() && go_on {
+    if dialect.get_stop_on_error() && go_on {
         res.headers_mut().insert(
             http::HeaderName::from_static("preference-applied"),
             http::HeaderValue::from_static("odata.continue-on-error"),

@@ -27,7 +27,7 @@ pub(crate) struct Launcher<S, N, ReqBody, NestedBody> {
     pub(crate) outer: Arc<Outer>,
     pub(crate) config: Arc<Config>,
     pub(crate) item_timeout: Option<Duration>,
-    pub(crate) max_response_bytes: usize,
+    pub(crate) max_item_response_bytes: usize,
     pub(crate) _body: std::marker::PhantomData<fn(ReqBody) -> NestedBody>,
 }
 
@@ -76,7 +76,7 @@ where
             span.record("request_id", id.to_str().unwrap_or(""));
         }
         let service = self.service.clone();
-        let limit = self.max_response_bytes;
+        let limit = self.max_item_response_bytes;
         let timeout = self.item_timeout;
         let request = request.map(ReqBody::from);
         match &self.nested {
@@ -105,7 +105,7 @@ where
             outer: self.outer.clone(),
             config: self.config.clone(),
             item_timeout: self.item_timeout,
-            max_response_bytes: self.max_response_bytes,
+            max_item_response_bytes: self.max_item_response_bytes,
             _body: std::marker::PhantomData,
         })
     }
