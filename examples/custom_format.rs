@@ -54,10 +54,10 @@ impl Format for Lines {
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .collect();
         // Check the count before building items; the layer's own check comes only after decoding.
-        if calls.len() > cx.limits.items() {
+        if calls.len() > cx.limits.get_max_items() {
             return Err(BatchError::TooManyItems {
                 count: calls.len(),
-                limit: cx.limits.items(),
+                limit: cx.limits.get_max_items(),
             });
         }
         Ok(calls.into_iter().map(parse_line).collect())

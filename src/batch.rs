@@ -146,7 +146,7 @@ where
             limit: config.limits.max_items,
         });
     }
-    let plan = match change_set::plan(&items, || match route.dialect.change_set_rule() {
+    let plan = match change_set::plan(&items, || match route.dialect.get_change_sets() {
         ChangeSets::Refused => Rule::Refused(route.dialect.name()),
         ChangeSets::NonAtomic => Rule::NonAtomic,
         _ => Rule::Atomic(route.transactions.clone()),
@@ -189,7 +189,7 @@ where
     };
     let found = references(&items, &ids, candidates, [base, root]);
     let go_on = change_set::continue_on_error(&parts.headers);
-    let chain = dialect.stops_on_error() && !go_on && items.len() > 1;
+    let chain = dialect.get_stop_on_error() && !go_on && items.len() > 1;
     let graph = match graph::build(&items, &ids, sets, &found.edges, chain) {
         Ok(g) => g,
         Err(err) => return error_body(err),
@@ -309,7 +309,7 @@ where
         outer: Arc::new(outer),
         config: config.clone(),
         item_timeout: config.item_timeout,
-        max_response_bytes: config.limits.max_item_response_bytes,
+        max_item_response_bytes: config.limits.max_item_response_bytes,
         item_timer: observe::ItemTimer::for_batch(),
         _body: std::marker::PhantomData,
     });
@@ -344,12 +344,12 @@ where
     );
     let body = BatchBody::new(scheduler, encoder, metas, span, record, &config.limits);
     let mut res = Response::new(ResponseBody::batch(body));
-    *res.status_mut() = dialect.status();
+    *res.status_mut() = dialect.get_batch_status();
     res.headers_mut().insert(header::CONTENT_TYPE, content_type);
     if let Some((name, value)) = dialect.version_for(&parts.headers) {
         res.headers_mut().insert(name, value);
     }
-    if dialect.stops_on_error() && go_on {
+    if dialect.get_stop_on_error() && go_on {
         res.headers_mut().insert(
             http::HeaderName::from_static("preference-applied"),
             http::HeaderValue::from_static("odata.continue-on-error"),

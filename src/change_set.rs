@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 
-use crate::error::{error_response, not_run, BatchError, BoxError, NotRun};
+use crate::error::{error_response, not_run, ran, BatchError, BoxError};
 use crate::item::Item;
 use crate::transaction::{Conflict, Transaction, TransactionProvider};
 
@@ -306,7 +306,7 @@ pub(crate) fn rolled_back(failed_at: Option<usize>, why: &str) -> Response<Bytes
 }
 
 /// The answer of a member that never ran, because its change set failed first.
-pub(crate) fn never_ran(failed_at: Option<usize>, why: &str) -> Response<Bytes> {
+pub(crate) fn not_run_member(failed_at: Option<usize>, why: &str) -> Response<Bytes> {
     let at = failed_at.map_or_else(String::new, |i| {
         format!(" at request {i} (counting from 0)")
     });
@@ -319,11 +319,6 @@ pub(crate) fn never_ran(failed_at: Option<usize>, why: &str) -> Response<Bytes> 
 /// Whether a member's answer lets its change set go on.
 pub(crate) fn succeeded(res: &Response<Bytes>) -> bool {
     res.status().is_success() && ran(res)
-}
-
-/// Whether an answer came from running the request (it is not marked as not run).
-pub(crate) fn ran(res: &Response<Bytes>) -> bool {
-    res.extensions().get::<NotRun>().is_none()
 }
 
 /// Puts the change set's transaction among a member's request extensions.

@@ -525,6 +525,11 @@ pub(crate) fn response_full(limit: usize, ran: bool) -> Response<Bytes> {
     }
 }
 
+/// Whether an answer came from running the request (it is not marked as not run).
+pub(crate) fn ran(res: &Response<Bytes>) -> bool {
+    res.extensions().get::<NotRun>().is_none()
+}
+
 /// A JSON error response in Google's shape: `{"error":{"code":..,"message":..,"status":..}}`.
 pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<Bytes> {
     let body = serde_json::json!({

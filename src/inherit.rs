@@ -103,7 +103,7 @@ impl Outer {
         self.service_root.clone_from(&route.service_root);
         self.base = base.map(str::to_owned);
         self.encoded_slashes = route.encoded_slashes;
-        let routing = route.dialect.routing_params();
+        let routing = route.dialect.get_routing_query();
         if let (Some(query), false) = (&self.query, routing.is_empty()) {
             let kept: Vec<&str> = query
                 .split('&')

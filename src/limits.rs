@@ -15,7 +15,7 @@ use std::time::Duration;
 ///     .max_items(100)
 ///     .max_body_bytes(1024 * 1024)
 ///     .read_timeout(Duration::from_secs(5));
-/// assert_eq!(limits.items(), 100);
+/// assert_eq!(limits.get_max_items(), 100);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
@@ -167,57 +167,126 @@ impl Limits {
     }
 
     /// The answer timeout.
-    pub fn answer_timeout_duration(&self) -> Duration {
+    pub fn get_answer_timeout(&self) -> Duration {
         self.answer_timeout
     }
 
     /// The most bytes of held answers.
-    pub fn held_bytes(&self) -> usize {
+    pub fn get_max_held_bytes(&self) -> usize {
         self.max_held_bytes
     }
 
     /// The stall timeout.
-    pub fn stall_timeout_duration(&self) -> Duration {
+    pub fn get_stall_timeout(&self) -> Duration {
         self.stall_timeout
     }
 
     /// The most items per batch.
-    pub fn items(&self) -> usize {
+    pub fn get_max_items(&self) -> usize {
         self.max_items
     }
 
     /// The largest request body, in bytes.
-    pub fn body_bytes(&self) -> usize {
+    pub fn get_max_body_bytes(&self) -> usize {
         self.max_body_bytes
     }
 
     /// The largest single part, in bytes.
-    pub fn part_bytes(&self) -> usize {
+    pub fn get_max_part_bytes(&self) -> usize {
         self.max_part_bytes
     }
 
     /// The most header lines per part or nested request.
-    pub fn headers(&self) -> usize {
+    pub fn get_max_headers(&self) -> usize {
         self.max_headers
     }
 
     /// The largest head of a part or nested request, in bytes.
-    pub fn header_bytes(&self) -> usize {
+    pub fn get_max_header_bytes(&self) -> usize {
         self.max_header_bytes
     }
 
     /// The largest item response body, in bytes.
-    pub fn item_response_bytes(&self) -> usize {
+    pub fn get_max_item_response_bytes(&self) -> usize {
         self.max_item_response_bytes
     }
 
     /// The largest batch response, in bytes.
-    pub fn response_bytes(&self) -> usize {
+    pub fn get_max_response_bytes(&self) -> usize {
         self.max_response_bytes
     }
 
     /// The body read timeout.
-    pub fn read_timeout_duration(&self) -> Duration {
+    pub fn get_read_timeout(&self) -> Duration {
         self.read_timeout
+    }
+}
+
+/// The getters' earlier names.
+impl Limits {
+    /// The answer timeout.
+    #[deprecated(note = "renamed `get_answer_timeout`, after its setter")]
+    pub fn answer_timeout_duration(&self) -> Duration {
+        self.get_answer_timeout()
+    }
+
+    /// The most bytes of held answers.
+    #[deprecated(note = "renamed `get_max_held_bytes`, after its setter")]
+    pub fn held_bytes(&self) -> usize {
+        self.get_max_held_bytes()
+    }
+
+    /// The stall timeout.
+    #[deprecated(note = "renamed `get_stall_timeout`, after its setter")]
+    pub fn stall_timeout_duration(&self) -> Duration {
+        self.get_stall_timeout()
+    }
+
+    /// The most items per batch.
+    #[deprecated(note = "renamed `get_max_items`, after its setter")]
+    pub fn items(&self) -> usize {
+        self.get_max_items()
+    }
+
+    /// The largest request body, in bytes.
+    #[deprecated(note = "renamed `get_max_body_bytes`, after its setter")]
+    pub fn body_bytes(&self) -> usize {
+        self.get_max_body_bytes()
+    }
+
+    /// The largest single part, in bytes.
+    #[deprecated(note = "renamed `get_max_part_bytes`, after its setter")]
+    pub fn part_bytes(&self) -> usize {
+        self.get_max_part_bytes()
+    }
+
+    /// The most header lines per part or nested request.
+    #[deprecated(note = "renamed `get_max_headers`, after its setter")]
+    pub fn headers(&self) -> usize {
+        self.get_max_headers()
+    }
+
+    /// The largest head of a part or nested request, in bytes.
+    #[deprecated(note = "renamed `get_max_header_bytes`, after its setter")]
+    pub fn header_bytes(&self) -> usize {
+        self.get_max_header_bytes()
+    }
+
+    /// The largest item response body, in bytes.
+    #[deprecated(note = "renamed `get_max_item_response_bytes`, after its setter")]
+    pub fn item_response_bytes(&self) -> usize {
+        self.get_max_item_response_bytes()
+    }
+
+    /// The largest batch response, in bytes.
+    #[deprecated(note = "renamed `get_max_response_bytes`, after its setter")]
+    pub fn response_bytes(&self) -> usize {
+        self.get_max_response_bytes()
+    }
+
+    /// The body read timeout.
+    #[deprecated(note = "renamed `get_read_timeout`, after its setter")]
+    pub fn read_timeout_duration(&self) -> Duration {
+        self.get_read_timeout()
     }
 }

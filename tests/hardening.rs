@@ -1305,13 +1305,17 @@ async fn outer_only_refuses_items_with_their_own_authorization() {
 fn limits_are_finite_by_default_and_builders_change_them() {
     let d = Limits::default();
     let sizes = [
-        ("max_items", d.items(), 100_000),
-        ("max_body_bytes", d.body_bytes(), 1 << 30),
-        ("max_part_bytes", d.part_bytes(), 1 << 30),
-        ("max_headers", d.headers(), 10_000),
-        ("max_header_bytes", d.header_bytes(), 1 << 20),
-        ("max_item_response_bytes", d.item_response_bytes(), 1 << 30),
-        ("max_response_bytes", d.response_bytes(), 1 << 30),
+        ("max_items", d.get_max_items(), 100_000),
+        ("max_body_bytes", d.get_max_body_bytes(), 1 << 30),
+        ("max_part_bytes", d.get_max_part_bytes(), 1 << 30),
+        ("max_headers", d.get_max_headers(), 10_000),
+        ("max_header_bytes", d.get_max_header_bytes(), 1 << 20),
+        (
+            "max_item_response_bytes",
+            d.get_max_item_response_bytes(),
+            1 << 30,
+        ),
+        ("max_response_bytes", d.get_max_response_bytes(), 1 << 30),
     ];
     for (name, value, bound) in sizes {
         assert!(
@@ -1319,9 +1323,9 @@ fn limits_are_finite_by_default_and_builders_change_them() {
             "{name} = {value} is not a finite, sane default"
         );
     }
-    assert!(d.part_bytes() <= d.body_bytes());
-    assert!(d.item_response_bytes() <= d.response_bytes());
-    let t = d.read_timeout_duration();
+    assert!(d.get_max_part_bytes() <= d.get_max_body_bytes());
+    assert!(d.get_max_item_response_bytes() <= d.get_max_response_bytes());
+    let t = d.get_read_timeout();
     assert!(
         t > Duration::ZERO && t <= Duration::from_secs(300),
         "read timeout {t:?}"
@@ -1338,16 +1342,19 @@ fn limits_are_finite_by_default_and_builders_change_them() {
         .read_timeout(Duration::from_millis(14));
     assert_eq!(
         (
-            c.items(),
-            c.body_bytes(),
-            c.part_bytes(),
-            c.headers(),
-            c.header_bytes()
+            c.get_max_items(),
+            c.get_max_body_bytes(),
+            c.get_max_part_bytes(),
+            c.get_max_headers(),
+            c.get_max_header_bytes()
         ),
         (7, 8, 9, 10, 11)
     );
-    assert_eq!((c.item_response_bytes(), c.response_bytes()), (12, 13));
-    assert_eq!(c.read_timeout_duration(), Duration::from_millis(14));
+    assert_eq!(
+        (c.get_max_item_response_bytes(), c.get_max_response_bytes()),
+        (12, 13)
+    );
+    assert_eq!(c.get_read_timeout(), Duration::from_millis(14));
 
     let layer = BatchLayer::new()
         .max_items(7)

@@ -87,10 +87,10 @@ impl Format for RecFormat {
             })?;
         // Refuse before building anything: the layer would refuse later anyway, but only after
         // every request had been turned into an item.
-        if envelope.requests.len() > cx.limits.items() {
+        if envelope.requests.len() > cx.limits.get_max_items() {
             return Err(BatchError::TooManyItems {
                 count: envelope.requests.len(),
-                limit: cx.limits.items(),
+                limit: cx.limits.get_max_items(),
             });
         }
         if envelope.distinct_recomms {

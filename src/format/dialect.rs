@@ -72,11 +72,11 @@ pub enum ChangeSets {
 pub struct Dialect {
     name: &'static str,
     batch_status: StatusCode,
-    content_id: ContentIdEcho,
+    content_id_echo: ContentIdEcho,
     boundaries: BoundaryStyle,
-    version: Option<(HeaderName, HeaderValue)>,
+    version_header: Option<(HeaderName, HeaderValue)>,
     change_sets: ChangeSets,
-    odata_errors: bool,
+    stop_on_error: bool,
     change_set_answers: ChangeSetAnswers,
     routing_query: &'static [&'static str],
 }
@@ -97,11 +97,11 @@ impl Dialect {
         Dialect {
             name: "google",
             batch_status: StatusCode::OK,
-            content_id: ContentIdEcho::ResponsePrefix,
+            content_id_echo: ContentIdEcho::ResponsePrefix,
             boundaries: BoundaryStyle::Random,
-            version: None,
+            version_header: None,
             change_sets: ChangeSets::Refused,
-            odata_errors: false,
+            stop_on_error: false,
             change_set_answers: ChangeSetAnswers::Nested,
             routing_query: &[],
         }
@@ -114,14 +114,14 @@ impl Dialect {
         Dialect {
             name: "odata-v4",
             batch_status: StatusCode::OK,
-            content_id: ContentIdEcho::AsSent,
+            content_id_echo: ContentIdEcho::AsSent,
             boundaries: BoundaryStyle::Uuid,
-            version: Some((
+            version_header: Some((
                 HeaderName::from_static("odata-version"),
                 HeaderValue::from_static("4.0"),
             )),
             change_sets: ChangeSets::Atomic,
-            odata_errors: true,
+            stop_on_error: true,
             change_set_answers: ChangeSetAnswers::Nested,
             routing_query: &[],
         }
@@ -134,14 +134,14 @@ impl Dialect {
         Dialect {
             name: "odata-v2",
             batch_status: StatusCode::ACCEPTED,
-            content_id: ContentIdEcho::AsSent,
+            content_id_echo: ContentIdEcho::AsSent,
             boundaries: BoundaryStyle::Uuid,
-            version: Some((
+            version_header: Some((
                 HeaderName::from_static("dataserviceversion"),
                 HeaderValue::from_static("2.0"),
             )),
             change_sets: ChangeSets::Atomic,
-            odata_errors: true,
+            stop_on_error: true,
             change_set_answers: ChangeSetAnswers::Nested,
             routing_query: &[],
         }
@@ -153,11 +153,11 @@ impl Dialect {
         Dialect {
             name: "azure-storage",
             batch_status: StatusCode::ACCEPTED,
-            content_id: ContentIdEcho::AsSent,
+            content_id_echo: ContentIdEcho::AsSent,
             boundaries: BoundaryStyle::Uuid,
-            version: None,
+            version_header: None,
             change_sets: ChangeSets::Refused,
-            odata_errors: false,
+            stop_on_error: false,
             change_set_answers: ChangeSetAnswers::Nested,
             // The query that posts a batch to a container selects the batch operation; on an
             // item, `restype=container` would retarget a blob request to its container.
@@ -172,14 +172,14 @@ impl Dialect {
         Dialect {
             name: "odata-v3",
             batch_status: StatusCode::ACCEPTED,
-            content_id: ContentIdEcho::AsSent,
+            content_id_echo: ContentIdEcho::AsSent,
             boundaries: BoundaryStyle::Uuid,
-            version: Some((
+            version_header: Some((
                 HeaderName::from_static("dataserviceversion"),
                 HeaderValue::from_static("3.0"),
             )),
             change_sets: ChangeSets::Atomic,
-            odata_errors: true,
+            stop_on_error: true,
             change_set_answers: ChangeSetAnswers::WrapFailed,
             routing_query: &[],
         }
@@ -203,11 +203,11 @@ impl Dialect {
         Dialect {
             name: "sharepoint",
             batch_status: StatusCode::OK,
-            content_id: ContentIdEcho::AsSent,
+            content_id_echo: ContentIdEcho::AsSent,
             boundaries: BoundaryStyle::Uuid,
-            version: None,
+            version_header: None,
             change_sets: ChangeSets::Atomic,
-            odata_errors: false,
+            stop_on_error: false,
             change_set_answers: ChangeSetAnswers::Flat,
             routing_query: &[],
         }
@@ -221,7 +221,7 @@ impl Dialect {
 
     /// Sets how answer parts echo the request parts' `Content-ID`.
     pub fn content_id_echo(mut self, echo: ContentIdEcho) -> Self {
-        self.content_id = echo;
+        self.content_id_echo = echo;
         self
     }
 
@@ -239,13 +239,13 @@ impl Dialect {
     pub fn version_header(mut self, name: &str, value: &str) -> Self {
         let name = HeaderName::try_from(name).expect("a valid header name");
         let value = HeaderValue::try_from(value).expect("a valid header value");
-        self.version = Some((name, value));
+        self.version_header = Some((name, value));
         self
     }
 
     /// Leaves the version header out.
     pub fn no_version_header(mut self) -> Self {
-        self.version = None;
+        self.version_header = None;
         self
     }
 
@@ -265,7 +265,7 @@ impl Dialect {
     /// Whether a batch stops at its first failed item or change set unless the client sends
     /// `Prefer: odata.continue-on-error` (OData's rule; on in the OData presets).
     pub fn stop_on_error(mut self, on: bool) -> Self {
-        self.odata_errors = on;
+        self.stop_on_error = on;
         self
     }
 
@@ -284,12 +284,12 @@ impl Dialect {
     }
 
     /// How change sets are laid out in the answer.
-    pub fn change_set_shape(&self) -> ChangeSetAnswers {
+    pub fn get_change_set_answers(&self) -> ChangeSetAnswers {
         self.change_set_answers
     }
 
     /// The query parameters that select this batch route, which items do not inherit.
-    pub fn routing_params(&self) -> &'static [&'static str] {
+    pub fn get_routing_query(&self) -> &'static [&'static str] {
         self.routing_query
     }
 
@@ -299,25 +299,25 @@ impl Dialect {
     }
 
     /// The status of the batch response.
-    pub fn status(&self) -> StatusCode {
+    pub fn get_batch_status(&self) -> StatusCode {
         self.batch_status
     }
 
     /// How answer parts echo the `Content-ID`.
-    pub fn content_id(&self) -> ContentIdEcho {
-        self.content_id
+    pub fn get_content_id_echo(&self) -> ContentIdEcho {
+        self.content_id_echo
     }
 
     /// The version header every batch answer carries, if any.
-    pub fn version(&self) -> Option<(&HeaderName, &HeaderValue)> {
-        self.version.as_ref().map(|(n, v)| (n, v))
+    pub fn get_version_header(&self) -> Option<(&HeaderName, &HeaderValue)> {
+        self.version_header.as_ref().map(|(n, v)| (n, v))
     }
 
     /// The version header for an answer to a request with `headers`: an OData 4.0 dialect
     /// answers `OData-Version: 4.01` to a client that asks for it (`OData-MaxVersion: 4.01` or
     /// later, or `OData-Version: 4.01`).
     pub fn version_for(&self, headers: &http::HeaderMap) -> Option<(HeaderName, HeaderValue)> {
-        let (name, value) = self.version.as_ref()?;
+        let (name, value) = self.version_header.as_ref()?;
         if name == "odata-version" && value == "4.0" {
             let asks = ["odata-maxversion", "odata-version"].iter().any(|h| {
                 headers
@@ -334,13 +334,13 @@ impl Dialect {
     }
 
     /// What is done with change sets.
-    pub fn change_set_rule(&self) -> ChangeSets {
+    pub fn get_change_sets(&self) -> ChangeSets {
         self.change_sets
     }
 
     /// Whether a batch stops at its first failure unless the client asks otherwise.
-    pub fn stops_on_error(&self) -> bool {
-        self.odata_errors
+    pub fn get_stop_on_error(&self) -> bool {
+        self.stop_on_error
     }
 
     /// A fresh boundary for a batch answer.
@@ -357,6 +357,51 @@ impl Dialect {
             BoundaryStyle::Random => format!("changeset_{}", crate::id::uuid().replace('-', "")),
             BoundaryStyle::Uuid => format!("changesetresponse_{}", crate::id::uuid()),
         }
+    }
+}
+
+/// The getters' earlier names.
+impl Dialect {
+    /// How change sets are laid out in the answer.
+    #[deprecated(note = "renamed `get_change_set_answers`, after its setter")]
+    pub fn change_set_shape(&self) -> ChangeSetAnswers {
+        self.get_change_set_answers()
+    }
+
+    /// The query parameters that select this batch route, which items do not inherit.
+    #[deprecated(note = "renamed `get_routing_query`, after its setter")]
+    pub fn routing_params(&self) -> &'static [&'static str] {
+        self.get_routing_query()
+    }
+
+    /// The status of the batch response.
+    #[deprecated(note = "renamed `get_batch_status`, after its setter")]
+    pub fn status(&self) -> StatusCode {
+        self.get_batch_status()
+    }
+
+    /// How answer parts echo the `Content-ID`.
+    #[deprecated(note = "renamed `get_content_id_echo`, after its setter")]
+    pub fn content_id(&self) -> ContentIdEcho {
+        self.get_content_id_echo()
+    }
+
+    /// The version header every batch answer carries, if any.
+    #[deprecated(note = "renamed `get_version_header`, after its setter")]
+    pub fn version(&self) -> Option<(&HeaderName, &HeaderValue)> {
+        self.get_version_header()
+    }
+
+    /// What is done with change sets.
+    #[deprecated(note = "renamed `get_change_sets`, after its setter")]
+    pub fn change_set_rule(&self) -> ChangeSets {
+        self.get_change_sets()
+    }
+
+    /// Whether a batch stops at its first failure unless the client asks otherwise.
+    #[deprecated(note = "renamed `get_stop_on_error`, after its setter")]
+    pub fn stops_on_error(&self) -> bool {
+        self.get_stop_on_error()
     }
 }
 
@@ -390,26 +435,26 @@ mod tests {
 
     #[test]
     fn presets() {
-        assert_eq!(Dialect::odata_v2().status(), StatusCode::ACCEPTED);
+        assert_eq!(Dialect::odata_v2().get_batch_status(), StatusCode::ACCEPTED);
         assert_eq!(
-            Dialect::azure_storage().change_set_rule(),
+            Dialect::azure_storage().get_change_sets(),
             ChangeSets::Refused
         );
         let v3 = Dialect::odata_v2().version_header("DataServiceVersion", "3.0");
-        assert_eq!(v3.version().unwrap().1, "3.0");
+        assert_eq!(v3.get_version_header().unwrap().1, "3.0");
         assert_eq!(
-            Dialect::odata_v3().change_set_shape(),
+            Dialect::odata_v3().get_change_set_answers(),
             ChangeSetAnswers::WrapFailed
         );
         assert_eq!(Dialect::azure_tables().name(), "azure-tables");
         assert_eq!(
-            Dialect::sharepoint().change_set_shape(),
+            Dialect::sharepoint().get_change_set_answers(),
             ChangeSetAnswers::Flat
         );
         assert_eq!(
-            Dialect::azure_storage().routing_params(),
+            Dialect::azure_storage().get_routing_query(),
             ["restype", "comp"]
         );
-        assert!(Dialect::odata_v4().routing_params().is_empty());
+        assert!(Dialect::odata_v4().get_routing_query().is_empty());
     }
 }

@@ -28,7 +28,7 @@ pub(crate) struct Launcher<S, N, ReqBody, NestedBody> {
     pub(crate) outer: Arc<Outer>,
     pub(crate) config: Arc<Config>,
     pub(crate) item_timeout: Option<Duration>,
-    pub(crate) max_response_bytes: usize,
+    pub(crate) max_item_response_bytes: usize,
     /// The item latency metric, looked up once per batch.
     pub(crate) item_timer: ItemTimer,
     pub(crate) _body: std::marker::PhantomData<fn(ReqBody) -> NestedBody>,
@@ -79,7 +79,7 @@ where
             span.record("request_id", id.to_str().unwrap_or(""));
         }
         let service = self.service.clone();
-        let limit = self.max_response_bytes;
+        let limit = self.max_item_response_bytes;
         let timeout = self.item_timeout;
         let request = request.map(ReqBody::from);
         match &self.nested {
@@ -110,7 +110,7 @@ where
             outer: self.outer.clone(),
             config: self.config.clone(),
             item_timeout: self.item_timeout,
-            max_response_bytes: self.max_response_bytes,
+            max_item_response_bytes: self.max_item_response_bytes,
             item_timer: self.item_timer.clone(),
             _body: std::marker::PhantomData,
         })

@@ -21,7 +21,7 @@ use http::{Request, Response, StatusCode};
 
 use super::{Scheduler, Slot, Work};
 use crate::change_set::{self, Phase, SetRun, Step, StepFuture};
-use crate::error::{error_response, not_run};
+use crate::error::{error_response, not_run, ran};
 use crate::transaction::TransactionProvider;
 
 /// What the body receives, in request order.
@@ -451,7 +451,7 @@ impl Scheduler {
             let res = match slot {
                 // A member that was never run (its dependency failed, the batch was
                 // cancelled) keeps the answer that says why.
-                Slot::Held(res) if keep || Some(m) == failed || !change_set::ran(&res) => res,
+                Slot::Held(res) if keep || Some(m) == failed || !ran(&res) => res,
                 Slot::Held(res) => {
                     self.budget.release(&res);
                     let res = change_set::rolled_back(failed, &why);
@@ -459,7 +459,7 @@ impl Scheduler {
                     res
                 }
                 _ => {
-                    let res = change_set::never_ran(failed, &why);
+                    let res = change_set::not_run_member(failed, &why);
                     self.budget.hold(&res);
                     res
                 }

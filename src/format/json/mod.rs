@@ -180,10 +180,11 @@ impl Format for Json {
     }
 
     fn decode(&self, cx: &DecodeContext<'_>, body: Bytes) -> Result<Vec<Item>, BatchError> {
-        let requests =
-            read_envelope(&body, cx.limits.items())?.ok_or_else(|| BatchError::Malformed {
+        let requests = read_envelope(&body, cx.limits.get_max_items())?.ok_or_else(|| {
+            BatchError::Malformed {
                 reason: "the JSON batch has no `requests` array; send {\"requests\":[...]}".into(),
-            })?;
+            }
+        })?;
         // OData 4.01 atomicity groups: each group's name gets a number, and the name rides in
         // the item's echo so that the answers can carry it back.
         let mut groups: std::collections::HashMap<String, u32> = std::collections::HashMap::new();

@@ -155,8 +155,8 @@ impl Format for Multipart {
     fn encoder(&self, cx: &DecodeContext<'_>) -> Box<dyn Encoder> {
         Box::new(
             MultipartEncoder::new(cx.dialect.batch_boundary())
-                .content_id_echo(cx.dialect.content_id())
-                .change_set_answers(cx.dialect.change_set_shape()),
+                .content_id_echo(cx.dialect.get_content_id_echo())
+                .change_set_answers(cx.dialect.get_change_set_answers()),
         )
     }
 }
