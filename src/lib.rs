@@ -56,6 +56,11 @@ pub mod hyper;
 #[cfg(feature = "sqlx")]
 pub mod sqlx;
 
+pub mod guide;
+#[cfg(feature = "utoipa")]
+#[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]
+pub mod openapi;
+
 pub use body::{AnswerCutOff, ResponseBody};
 pub use config::{AuthPolicy, Execution};
 pub use context::{BatchContext, BatchStore};
