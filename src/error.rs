@@ -548,81 +548,67 @@ pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<Byte
     res
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn too_many_items_names_count_and_limit() {
-        let err = BatchError::TooManyItems {
-            count: 1001,
-            limit: 1000,
-        };
-        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        let json = err.to_json();
-        assert_eq!(json["error"]["count"], 1001);
-        assert_eq!(json["error"]["limit"], 1000);
-        assert_eq!(
-            json["error"]["message"],
-            "batch has 1001 items; the limit is 1000"
-        );
-    }
-
-    #[test]
-    fn method_not_allowed_sets_allow() {
-        let res = BatchError::MethodNotAllowed {
-            method: "GET".into(),
-        }
-        .to_response();
-        assert_eq!(res.status(), 405);
-        assert_eq!(res.headers()[header::ALLOW], "POST, OPTIONS");
-    }
-
-    /// One of each kind of batch error. The match has no catch-all arm, so a new kind does not
-    /// compile until it is listed here, and so in the README's table below.
-    fn one_of_each() -> Vec<BatchError> {
+#[cfg(any(test, feature = "utoipa"))]
+impl BatchError {
+    /// One example of each kind of batch error, for the OpenAPI document and the tests. The
+    /// match has no catch-all arm, so a new kind does not compile until it is listed here, and
+    /// so in the README's table and the generated document.
+    pub(crate) fn one_of_each() -> Vec<BatchError> {
         let all = vec![
             BatchError::MethodNotAllowed {
-                method: "GET".into(),
+                method: "GET".to_owned(),
             },
             BatchError::UnsupportedEncoding {
-                encoding: "gzip".into(),
+                encoding: "gzip".to_owned(),
             },
             BatchError::UnsupportedMediaType {
-                content_type: None,
-                accepted: vec![],
+                content_type: Some("text/plain".to_owned()),
+                accepted: vec!["multipart/mixed".to_owned()],
             },
             BatchError::MissingBoundary,
-            BatchError::InvalidBoundary { reason: "" },
+            BatchError::InvalidBoundary {
+                reason: "longer than 70 characters",
+            },
             BatchError::Framing {
-                reason: String::new(),
+                reason: "no closing boundary".to_owned(),
             },
             BatchError::Malformed {
-                reason: String::new(),
+                reason: "not valid JSON".to_owned(),
             },
             BatchError::Empty,
-            BatchError::TooManyItems { count: 2, limit: 1 },
-            BatchError::BodyTooLarge { limit: 1 },
+            BatchError::TooManyItems {
+                count: 1001,
+                limit: 1000,
+            },
+            BatchError::BodyTooLarge { limit: 16 << 20 },
             BatchError::BodyOverOuterLimit,
-            BatchError::PartTooLarge { index: 0, limit: 1 },
+            BatchError::PartTooLarge {
+                index: 0,
+                limit: 2 << 20,
+            },
             BatchError::ReadTimeout {
-                timeout: Duration::from_secs(1),
+                timeout: Duration::from_secs(30),
             },
             BatchError::BodyRead {
-                reason: String::new(),
+                reason: "connection reset".to_owned(),
             },
-            BatchError::DuplicateId { id: String::new() },
+            BatchError::DuplicateId { id: "a".to_owned() },
             BatchError::UnknownDependency {
-                id: String::new(),
-                depends_on: String::new(),
+                id: "b".to_owned(),
+                depends_on: "c".to_owned(),
             },
-            BatchError::DependencyCycle { cycle: vec![] },
-            BatchError::CostExceeded { cost: 2, limit: 1 },
+            BatchError::DependencyCycle {
+                cycle: vec!["a".to_owned(), "b".to_owned(), "a".to_owned()],
+            },
+            BatchError::CostExceeded {
+                cost: 200,
+                limit: 100,
+            },
             BatchError::TooDeep { depth: 1, limit: 0 },
             BatchError::MountedInsideRouter,
             BatchError::PathNotConfigured {
-                path: "/v2/batch".into(),
-                configured: vec!["/batch".into()],
+                path: "/v2/batch".to_owned(),
+                configured: vec!["/batch".to_owned()],
             },
             BatchError::ChangeSetsRefused { dialect: "google" },
             BatchError::NoTransactions,
@@ -656,6 +642,37 @@ mod tests {
         }
         all
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_many_items_names_count_and_limit() {
+        let err = BatchError::TooManyItems {
+            count: 1001,
+            limit: 1000,
+        };
+        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let json = err.to_json();
+        assert_eq!(json["error"]["count"], 1001);
+        assert_eq!(json["error"]["limit"], 1000);
+        assert_eq!(
+            json["error"]["message"],
+            "batch has 1001 items; the limit is 1000"
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_sets_allow() {
+        let res = BatchError::MethodNotAllowed {
+            method: "GET".into(),
+        }
+        .to_response();
+        assert_eq!(res.status(), 405);
+        assert_eq!(res.headers()[header::ALLOW], "POST, OPTIONS");
+    }
 
     #[test]
     fn the_readme_lists_every_reason_with_its_status() {
@@ -664,7 +681,7 @@ mod tests {
             .find("| status | `error.reason` | when |")
             .expect("table")..];
         let table = &table[..table.find("\n\n").unwrap_or(table.len())];
-        for e in one_of_each() {
+        for e in BatchError::one_of_each() {
             let reason = format!("`{}`", e.kind());
             let row = table
                 .lines()

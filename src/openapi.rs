@@ -323,7 +323,7 @@ fn refusal_response(
 /// Every reason a whole batch is refused, grouped by status, each with an example message.
 fn refusals() -> Vec<(StatusCode, Vec<(&'static str, String)>)> {
     let mut groups: Vec<(StatusCode, Vec<(&'static str, String)>)> = Vec::new();
-    for e in every_refusal() {
+    for e in BatchError::one_of_each() {
         let entry = (e.kind(), e.to_string());
         match groups.iter_mut().find(|(s, _)| *s == e.status()) {
             Some((_, reasons)) => {
@@ -336,98 +336,6 @@ fn refusals() -> Vec<(StatusCode, Vec<(&'static str, String)>)> {
     }
     groups.sort_by_key(|(s, _)| s.as_u16());
     groups
-}
-
-/// One example of each [`BatchError`]; the match below fails to compile when a variant is added
-/// and not listed here.
-fn every_refusal() -> Vec<BatchError> {
-    let all = vec![
-        BatchError::MethodNotAllowed {
-            method: "GET".to_owned(),
-        },
-        BatchError::UnsupportedEncoding {
-            encoding: "gzip".to_owned(),
-        },
-        BatchError::UnsupportedMediaType {
-            content_type: Some("text/plain".to_owned()),
-            accepted: vec!["multipart/mixed".to_owned()],
-        },
-        BatchError::MissingBoundary,
-        BatchError::InvalidBoundary {
-            reason: "longer than 70 characters",
-        },
-        BatchError::Framing {
-            reason: "no closing boundary".to_owned(),
-        },
-        BatchError::Malformed {
-            reason: "not valid JSON".to_owned(),
-        },
-        BatchError::Empty,
-        BatchError::TooManyItems {
-            count: 1001,
-            limit: 1000,
-        },
-        BatchError::BodyTooLarge { limit: 16 << 20 },
-        BatchError::BodyOverOuterLimit,
-        BatchError::PartTooLarge {
-            index: 0,
-            limit: 2 << 20,
-        },
-        BatchError::ReadTimeout {
-            timeout: Duration::from_secs(30),
-        },
-        BatchError::BodyRead {
-            reason: "connection reset".to_owned(),
-        },
-        BatchError::DuplicateId { id: "a".to_owned() },
-        BatchError::UnknownDependency {
-            id: "b".to_owned(),
-            depends_on: "c".to_owned(),
-        },
-        BatchError::DependencyCycle {
-            cycle: vec!["a".to_owned(), "b".to_owned(), "a".to_owned()],
-        },
-        BatchError::CostExceeded {
-            cost: 200,
-            limit: 100,
-        },
-        BatchError::TooDeep { depth: 1, limit: 0 },
-        BatchError::MountedInsideRouter,
-        BatchError::PathNotConfigured {
-            path: "/v2/batch".to_owned(),
-            configured: vec!["/batch".to_owned()],
-        },
-        BatchError::ChangeSetsRefused { dialect: "google" },
-        BatchError::NoTransactions,
-    ];
-    for e in &all {
-        match e {
-            BatchError::MethodNotAllowed { .. }
-            | BatchError::UnsupportedEncoding { .. }
-            | BatchError::UnsupportedMediaType { .. }
-            | BatchError::MissingBoundary
-            | BatchError::InvalidBoundary { .. }
-            | BatchError::Framing { .. }
-            | BatchError::Malformed { .. }
-            | BatchError::Empty
-            | BatchError::TooManyItems { .. }
-            | BatchError::BodyTooLarge { .. }
-            | BatchError::BodyOverOuterLimit
-            | BatchError::PartTooLarge { .. }
-            | BatchError::ReadTimeout { .. }
-            | BatchError::BodyRead { .. }
-            | BatchError::DuplicateId { .. }
-            | BatchError::UnknownDependency { .. }
-            | BatchError::DependencyCycle { .. }
-            | BatchError::CostExceeded { .. }
-            | BatchError::TooDeep { .. }
-            | BatchError::MountedInsideRouter
-            | BatchError::PathNotConfigured { .. }
-            | BatchError::ChangeSetsRefused { .. }
-            | BatchError::NoTransactions => {}
-        }
-    }
-    all
 }
 
 /// The operation's description: what it does, its limits in words, and what it cannot say.

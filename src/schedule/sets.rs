@@ -65,6 +65,22 @@ impl Sets {
         }
     }
 
+    /// Change set `k` enters `phase`, whose transaction step `f` is bounded by `limit` (what is
+    /// left of the batch deadline).
+    fn enter<F>(
+        &mut self,
+        k: usize,
+        phase: Phase,
+        limit: Option<Duration>,
+        f: F,
+        wrap: fn(F::Output) -> Step,
+    ) where
+        F: std::future::Future + Send + 'static,
+    {
+        self.runs[k].phase = phase;
+        self.steps.push(change_set::step(k, phase, limit, f, wrap));
+    }
+
     fn of(&self, i: usize) -> Option<usize> {
         let k = self.runs.partition_point(|r| r.members.end <= i);
         self.runs
@@ -139,15 +155,8 @@ impl Scheduler {
                     true
                 }
                 Some(provider) => {
-                    run.phase = Phase::Beginning;
                     let begin = provider.begin();
-                    sets.steps.push(change_set::step(
-                        k,
-                        Phase::Beginning,
-                        limit,
-                        begin,
-                        Step::Begun,
-                    ));
+                    sets.enter(k, Phase::Beginning, limit, begin, Step::Begun);
                     false
                 }
             },
@@ -284,17 +293,7 @@ impl Scheduler {
             return;
         }
         match run.tx.take() {
-            Some(tx) => {
-                run.phase = Phase::Committing;
-                let commit = tx.commit();
-                sets.steps.push(change_set::step(
-                    k,
-                    Phase::Committing,
-                    limit,
-                    commit,
-                    Step::Committed,
-                ));
-            }
+            Some(tx) => sets.enter(k, Phase::Committing, limit, tx.commit(), Step::Committed),
             None => {
                 run.committed = true;
                 self.decide(k, work);
@@ -320,17 +319,13 @@ impl Scheduler {
             return;
         }
         match run.tx.take() {
-            Some(tx) => {
-                run.phase = Phase::RollingBack;
-                let rollback = tx.rollback();
-                sets.steps.push(change_set::step(
-                    k,
-                    Phase::RollingBack,
-                    limit,
-                    rollback,
-                    Step::RolledBack,
-                ));
-            }
+            Some(tx) => sets.enter(
+                k,
+                Phase::RollingBack,
+                limit,
+                tx.rollback(),
+                Step::RolledBack,
+            ),
             None => self.decide(k, work),
         }
     }
